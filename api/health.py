@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.responses import Response
+
+from core.db import databases
+
+router = APIRouter(tags=["health"])
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+CheckState = Literal["ok", "down", "degraded"]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    checks: dict[str, str]
+
+
+@router.get("/health", response_model=Liveness)
+async def health() -> Liveness:
+    """Liveness: the process answers. Touches nothing."""
+    return Liveness()
+
+
+async def _writer_state(engine: AsyncEngine) -> CheckState:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    return "ok"
+
+
+async def _reader_state(engine: AsyncEngine) -> CheckState:
+    async with engine.connect() as connection:
+        in_recovery = await connection.scalar(text("SELECT pg_is_in_recovery()"))
+    # A reader connection that is not on a standby is the fallback to the writer.
+    return "ok" if in_recovery else "degraded"
+
+
+async def _check(probe: Awaitable[CheckState]) -> str:
+    try:
+        return await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"down: {type(error).__name__}"
+
+
+@router.get("/ready", response_model=Readiness)
+async def ready(response: Response) -> Readiness:
+    """Readiness: the writer and the reader answer (a reader outage only degrades reads)."""
+    checks = {"writer": await _check(_writer_state(databases.writer))}
+    if databases.has_separate_reader:
+        checks["reader"] = await _check(_reader_state(databases.reader))
+    else:
+        checks["reader"] = "ok" if checks["writer"] == "ok" else checks["writer"]
+    if checks["writer"] != "ok":
+        response.status_code = 503
+        return Readiness(status="unavailable", checks=checks)
+    degraded = any(state != "ok" for state in checks.values())
+    return Readiness(status="degraded" if degraded else "ok", checks=checks)

@@ -1,0 +1,57 @@
+"""The application factory: settings, lifespan, middleware, routers and error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from api import router
+from core.config import config
+from core.db import databases
+from core.exceptions.handlers import install_exception_handlers
+from core.fastapi.middlewares import SQLAlchemyMiddleware
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Engines are built on first use; what was built is closed here, after the last request.
+    yield
+    await databases.dispose()
+
+
+def _middleware() -> list[Middleware]:
+    middleware = [Middleware(SQLAlchemyMiddleware)]
+    if config.CORS_ORIGINS:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.CORS_ORIGINS,
+                # Credentials are only allowed with an explicit origin list, never with "*".
+                allow_credentials="*" not in config.CORS_ORIGINS,
+                allow_methods=["*"],
+                allow_headers=["*"],
+            )
+        )
+    return middleware
+
+
+def create_app() -> FastAPI:
+    logging.basicConfig(level=config.LOG_LEVEL)
+    docs = bool(config.DOCS_ENABLED)
+    app = FastAPI(
+        title="API",
+        debug=config.DEBUG,
+        lifespan=lifespan,
+        middleware=_middleware(),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.include_router(router)
+    install_exception_handlers(app)
+    return app

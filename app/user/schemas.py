@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+Email = Annotated[EmailStr, AfterValidator(str.lower)]
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+Nickname = Annotated[str, AfterValidator(str.strip), Field(min_length=1, max_length=64)]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: Password
+    nickname: Nickname
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    nickname: str
+    is_admin: bool
+    created_at: datetime

@@ -1,0 +1,150 @@
+"""Settings: one object, read from the environment (and `.env` when present).
+
+Nothing is read at import time. `config` is a proxy that loads the settings on first use, so
+`main.py` can decide the environment before anything looks at it and tests can reload them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, cast, get_args
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Env = Literal["local", "dev", "prod", "test"]
+ENVS: tuple[Env, ...] = get_args(Env)
+
+# A placeholder that is fine on a laptop and refused in prod.
+DEFAULT_JWT_SECRET = "change-me-local-development-only-secret"
+MIN_PROD_SECRET_LENGTH = 32
+
+EMBEDDED_DB_URL = "sqlite+aiosqlite:///./app.db"
+# The docker compose stack's published ports (docker/docker-compose.yml).
+DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
+DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
+DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigError(ValueError):
+    """The settings cannot run in the chosen environment; the message names every offender."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    ENV: Env = "local"
+    DEBUG: bool = False
+    APP_HOST: str = "127.0.0.1"
+    APP_PORT: int = Field(default=8000, ge=1, le=65535)
+
+    WRITER_DB_URL: str | None = None
+    READER_DB_URL: str | None = None
+    DB_POOL_SIZE: int = Field(default=10, ge=1)
+    # How long a request waits for a pooled connection or a new one before it gets a 503.
+    DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0)
+    DB_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
+
+    JWT_SECRET_KEY: str = DEFAULT_JWT_SECRET
+    JWT_ALGORITHM: Literal["HS256", "HS384", "HS512"] = "HS256"
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(default=15, ge=1)
+    REFRESH_TOKEN_EXPIRE_MINUTES: int = Field(default=60 * 24 * 14, ge=1)
+
+    REDIS_URL: str | None = None
+    CACHE_BACKEND: Literal["redis", "memory"] | None = None
+    CELERY_BROKER_URL: str | None = None
+    CELERY_BACKEND_URL: str | None = None
+    CELERY_TASK_ALWAYS_EAGER: bool | None = None
+    FLOWER_BASIC_AUTH: str | None = None
+
+    READ_YOUR_WRITES_SECONDS: float = Field(default=2.0, ge=0)
+    CORS_ORIGINS: Annotated[list[str], NoDecode] = []
+    DOCS_ENABLED: bool | None = None
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_JSON: bool = False
+
+    @field_validator("CORS_ORIGINS", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # "https://a.example, https://b.example" reads better in an env file than JSON.
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fill_environment_defaults(self) -> Settings:
+        if self.ENV == "local":
+            self.WRITER_DB_URL = self.WRITER_DB_URL or EMBEDDED_DB_URL
+        elif self.ENV == "dev":
+            self.WRITER_DB_URL = self.WRITER_DB_URL or DEV_WRITER_DB_URL
+            self.READER_DB_URL = self.READER_DB_URL or DEV_READER_DB_URL
+            self.REDIS_URL = self.REDIS_URL or DEV_REDIS_URL
+        if self.CACHE_BACKEND is None:
+            self.CACHE_BACKEND = "redis" if self.REDIS_URL else "memory"
+        self.CELERY_BROKER_URL = self.CELERY_BROKER_URL or self.REDIS_URL
+        self.CELERY_BACKEND_URL = self.CELERY_BACKEND_URL or self.CELERY_BROKER_URL
+        if self.CELERY_TASK_ALWAYS_EAGER is None:
+            self.CELERY_TASK_ALWAYS_EAGER = self.CELERY_BROKER_URL is None
+        if self.DOCS_ENABLED is None:
+            self.DOCS_ENABLED = self.ENV != "prod"
+        return self
+
+    @property
+    def reader_db_url(self) -> str:
+        """The URL reads go to: the writer's when no replica is configured."""
+        return self.READER_DB_URL or self.writer_db_url
+
+    @property
+    def writer_db_url(self) -> str:
+        if self.WRITER_DB_URL is None:
+            raise ConfigError("WRITER_DB_URL is not set")
+        return self.WRITER_DB_URL
+
+    def production_problems(self) -> list[str]:
+        """Every reason these settings must not serve production traffic."""
+        problems: list[str] = []
+        if self.JWT_SECRET_KEY == DEFAULT_JWT_SECRET:
+            problems.append("JWT_SECRET_KEY is the default placeholder")
+        elif len(self.JWT_SECRET_KEY) < MIN_PROD_SECRET_LENGTH:
+            problems.append(f"JWT_SECRET_KEY is shorter than {MIN_PROD_SECRET_LENGTH} characters")
+        if not self.WRITER_DB_URL:
+            problems.append("WRITER_DB_URL is not set")
+        if not self.READER_DB_URL:
+            problems.append("READER_DB_URL is not set (set it to WRITER_DB_URL to run without one)")
+        if self.WRITER_DB_URL and self.WRITER_DB_URL.startswith("sqlite"):
+            problems.append("WRITER_DB_URL points at SQLite, which is for local use only")
+        return problems
+
+
+def load_config(**overrides: Any) -> Settings:
+    """Read the settings now (overrides win over the environment) and make them current.
+
+    In prod, settings that are unsafe to serve with raise ConfigError naming all of them.
+    """
+    settings = Settings(**overrides)
+    if settings.ENV == "prod" and (problems := settings.production_problems()):
+        raise ConfigError("refusing to start in prod: " + "; ".join(problems))
+    _ConfigProxy.current = settings
+    return settings
+
+
+def reset_config() -> None:
+    """Forget the loaded settings; the next use reads the environment again."""
+    _ConfigProxy.current = None
+
+
+class _ConfigProxy:
+    current: Settings | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        settings = _ConfigProxy.current or load_config()
+        return getattr(settings, name)
+
+
+config = cast(Settings, _ConfigProxy())

@@ -1,0 +1,34 @@
+from core.db.base import Base, BigIntId, SoftDeleteMixin, TimestampMixin
+from core.db.engines import databases
+from core.db.session import (
+    NoSessionScopeError,
+    RoutingSession,
+    Transactional,
+    TransactionRolledBackError,
+    has_written,
+    in_transaction,
+    on_commit,
+    session,
+    session_factory,
+    session_scope,
+    use_writer,
+)
+
+__all__ = [
+    "Base",
+    "BigIntId",
+    "NoSessionScopeError",
+    "RoutingSession",
+    "SoftDeleteMixin",
+    "TimestampMixin",
+    "TransactionRolledBackError",
+    "Transactional",
+    "databases",
+    "has_written",
+    "in_transaction",
+    "on_commit",
+    "session",
+    "session_factory",
+    "session_scope",
+    "use_writer",
+]

@@ -1,0 +1,161 @@
+"""The writer and reader engines: built on first use, disposed on shutdown.
+
+Pools are fixed-size (no overflow): a pool that grows and shrinks under load reconnects all the
+time. `pool_pre_ping` makes a restarted server cost nothing more than one reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from core.config import config
+
+logger = logging.getLogger(__name__)
+
+# Connection settings for every PostgreSQL session. JIT compilation only slows the short
+# queries an API runs.
+PG_SERVER_SETTINGS = {"jit": "off", "application_name": "api"}
+
+
+def _is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def _libpq_dsn(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _engine_options(url: URL) -> dict[str, Any]:
+    if _is_sqlite(url):
+        # The embedded default: one file, many readers, one writer at a time. A busy writer
+        # makes others wait (timeout) instead of failing at once with "database is locked".
+        return {"connect_args": {"timeout": 30}}
+    return {
+        "pool_size": config.DB_POOL_SIZE,
+        "max_overflow": 0,
+        "pool_timeout": config.DB_POOL_TIMEOUT,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {
+            "timeout": config.DB_CONNECT_TIMEOUT,
+            "server_settings": PG_SERVER_SETTINGS,
+        },
+    }
+
+
+def _enable_sqlite_pragmas(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+class ReaderFallback:
+    """Connects reads to the replica, and to the writer while the replica cannot be reached.
+
+    A failed replica connect marks it down for `retry_seconds`; during that time the reader
+    pool opens writer connections without trying the replica again. Once the time is up, those
+    writer connections are discarded at checkout, so reads return to the replica by themselves.
+    """
+
+    def __init__(self, reader_url: URL, writer_url: URL, retry_seconds: float = 5.0) -> None:
+        self.reader_dsn = _libpq_dsn(reader_url)
+        self.writer_dsn = _libpq_dsn(writer_url)
+        self.retry_seconds = retry_seconds
+        self.down_until = 0.0
+        self._writer_connections: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
+
+    @property
+    def reader_is_down(self) -> bool:
+        return time.monotonic() < self.down_until
+
+    async def connect(self) -> asyncpg.Connection:
+        options = {"timeout": config.DB_CONNECT_TIMEOUT, "server_settings": PG_SERVER_SETTINGS}
+        if not self.reader_is_down:
+            try:
+                return await asyncpg.connect(self.reader_dsn, **options)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+                self.down_until = time.monotonic() + self.retry_seconds
+                logger.warning(
+                    "read replica unreachable (%s: %s); reads use the writer for %.0f s",
+                    type(error).__name__,
+                    error,
+                    self.retry_seconds,
+                )
+        connection = await asyncpg.connect(self.writer_dsn, **options)
+        self._writer_connections.add(connection)
+        return connection
+
+    def install(self, reader_engine: AsyncEngine) -> None:
+        @event.listens_for(reader_engine.sync_engine, "checkout")
+        def _leave_writer_when_replica_may_be_back(
+            dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
+        ) -> None:
+            if (
+                dbapi_connection.driver_connection in self._writer_connections
+                and not self.reader_is_down
+            ):
+                # The pool discards this connection and opens a new one through connect().
+                raise DisconnectionError("retrying the read replica")
+
+
+class Databases:
+    """The process's engines. One engine serves both roles when there is no separate reader."""
+
+    def __init__(self) -> None:
+        self._writer: AsyncEngine | None = None
+        self._reader: AsyncEngine | None = None
+        self.reader_fallback: ReaderFallback | None = None
+
+    @property
+    def writer(self) -> AsyncEngine:
+        if self._writer is None:
+            url = make_url(config.writer_db_url)
+            self._writer = create_async_engine(url, **_engine_options(url))
+            if _is_sqlite(url):
+                _enable_sqlite_pragmas(self._writer)
+        return self._writer
+
+    @property
+    def reader(self) -> AsyncEngine:
+        if self._reader is None:
+            writer_url = make_url(config.writer_db_url)
+            reader_url = make_url(config.reader_db_url)
+            if reader_url == writer_url or _is_sqlite(reader_url):
+                self._reader = self.writer
+            else:
+                self.reader_fallback = ReaderFallback(reader_url, writer_url)
+                self._reader = create_async_engine(
+                    reader_url,
+                    async_creator=self.reader_fallback.connect,
+                    **_engine_options(reader_url),
+                )
+                self.reader_fallback.install(self._reader)
+        return self._reader
+
+    @property
+    def has_separate_reader(self) -> bool:
+        return self.reader is not self.writer
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; the next use builds the engines again."""
+        engines = {engine for engine in (self._writer, self._reader) if engine is not None}
+        self._writer = self._reader = None
+        self.reader_fallback = None
+        for engine in engines:
+            await engine.dispose()
+
+
+databases = Databases()

@@ -1,0 +1,258 @@
+"""Sessions routed between the writer and the reader, and the transaction boundary.
+
+A unit of work (one HTTP request, one task run, one `session_factory()` block) starts on the
+reader and moves to the writer for good as soon as it does anything that is not a plain read:
+entering `@Transactional`, a flush, an INSERT/UPDATE/DELETE, `SELECT ... FOR UPDATE`, raw SQL.
+From then on its reads go to the writer too, so it always sees its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import CompoundSelect, Select
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from core.db.engines import databases
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+AfterCommit = Callable[[], Awaitable[Any] | Any]
+
+
+class NoSessionScopeError(RuntimeError):
+    """`session` was used where no request, task or `session_scope()` set one up."""
+
+
+class TransactionRolledBackError(RuntimeError):
+    """An inner `@Transactional` failed, so the outer one cannot commit what is left."""
+
+
+@dataclass
+class RoutingState:
+    """Per-session routing and transaction bookkeeping, kept in `Session.info`."""
+
+    use_writer: bool = False
+    wrote: bool = False
+    depth: int = 0
+    rollback_only: bool = False
+    after_commit: list[AfterCommit] = field(default_factory=list)
+
+
+_STATE_KEY = "routing_state"
+
+
+def routing_state(sync_session: Session) -> RoutingState:
+    state: RoutingState | None = sync_session.info.get(_STATE_KEY)
+    if state is None:
+        state = sync_session.info[_STATE_KEY] = RoutingState()
+    return state
+
+
+def _is_plain_read(clause: Any) -> bool:
+    return isinstance(clause, Select | CompoundSelect) and clause._for_update_arg is None
+
+
+class RoutingSession(Session):
+    def get_bind(self, mapper: Any = None, *, clause: Any = None, **kwargs: Any) -> Engine:
+        state = routing_state(self)
+        if not state.use_writer:
+            if not self._flushing and _is_plain_read(clause):
+                return databases.reader.sync_engine
+            state.use_writer = True
+        if self._flushing or not _is_plain_read(clause):
+            state.wrote = True
+        return databases.writer.sync_engine
+
+
+# Built once: a sessionmaker per call shows up in profiles. Objects stay usable after commit
+# so a route can return what it just wrote without another query.
+_make_session = async_sessionmaker(sync_session_class=RoutingSession, expire_on_commit=False)
+
+_scope_id: ContextVar[int | None] = ContextVar("db_session_scope", default=None)
+_scope_ids = itertools.count(1)
+
+
+def _current_scope() -> int:
+    scope = _scope_id.get()
+    if scope is None:
+        raise NoSessionScopeError(
+            "no database session scope is active here: HTTP requests and Celery tasks get one "
+            "automatically; elsewhere wrap the code in `async with session_scope():` or use "
+            "`async with session_factory() as session:`"
+        )
+    return scope
+
+
+session: async_scoped_session[AsyncSession] = async_scoped_session(
+    _make_session, scopefunc=_current_scope
+)
+"""The session of the current unit of work (request or task): one per scope, made on first use."""
+
+
+@asynccontextmanager
+async def session_scope() -> AsyncIterator[None]:
+    """Give the code inside its own `session`; close it (returning its connections) at the end.
+
+    Creating the scope costs nothing: a session, and a connection, appear only when used.
+    """
+    token = _scope_id.set(next(_scope_ids))
+    try:
+        yield
+    finally:
+        try:
+            await session.remove()
+        finally:
+            _scope_id.reset(token)
+
+
+@asynccontextmanager
+async def session_factory(*, use_writer: bool = False) -> AsyncIterator[AsyncSession]:
+    """An independent session, e.g. one per coroutine under `asyncio.gather`.
+
+    It routes like `session`. What it wrote is committed when the block ends without an error
+    and rolled back when it raises.
+    """
+    async with _make_session() as independent:
+        state = routing_state(independent.sync_session)
+        state.use_writer = use_writer
+        try:
+            yield independent
+            if state.wrote or independent.new or independent.dirty or independent.deleted:
+                await independent.commit()
+        except BaseException:
+            await independent.rollback()
+            raise
+
+
+def use_writer() -> None:
+    """Send the rest of this unit of work to the writer, e.g. reads that decide a login."""
+    routing_state(session().sync_session).use_writer = True
+
+
+def has_written() -> bool:
+    """Whether this unit of work has written (so a user's next reads should see it)."""
+    if _scope_id.get() is None or not session.registry.has():
+        return False
+    return routing_state(session().sync_session).wrote
+
+
+def in_transaction() -> bool:
+    """Whether the current code runs inside a `@Transactional` block."""
+    if _scope_id.get() is None or not session.registry.has():
+        return False
+    return routing_state(session().sync_session).depth > 0
+
+
+def on_commit(callback: AfterCommit) -> None:
+    """Run `callback` once the current `@Transactional` block has committed; never on rollback.
+
+    Outside a transaction there is nothing to wait for: a plain callback runs now, and a
+    coroutine function is started as a task on the running loop.
+    """
+    if in_transaction():
+        routing_state(session().sync_session).after_commit.append(callback)
+        return
+    result = callback()
+    if inspect.isawaitable(result):
+        _start_background(result)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _start_background(awaitable: Awaitable[Any]) -> None:
+    async def _run() -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("an on_commit callback failed")
+
+    task = asyncio.get_running_loop().create_task(_run())
+    _background.add(task)  # keep a reference so the task is not collected mid-run
+    task.add_done_callback(_background.discard)
+
+
+async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
+    # The data is committed whatever happens here, so a failing callback is logged, not raised.
+    for callback in callbacks:
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("an after-commit callback failed: %r", callback)
+
+
+class Transactional:
+    """Run an async function in a transaction on the writer: commit on return, roll back on raise.
+
+    Nested calls join the outermost transaction, and only the outermost one commits. If a nested
+    call raises, the whole transaction is rolled back even if an outer function catches the
+    error: what is left of a failed unit of work is never committed.
+    """
+
+    def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(func)
+        async def transactional(*args: P.args, **kwargs: P.kwargs) -> R:
+            current = session()
+            state = routing_state(current.sync_session)
+            if state.depth > 0:
+                return await self._join(state, func, *args, **kwargs)
+            return await self._begin(current, state, func, *args, **kwargs)
+
+        return transactional
+
+    @staticmethod
+    async def _join(
+        state: RoutingState, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        state.depth += 1
+        try:
+            return await func(*args, **kwargs)
+        except BaseException:
+            state.rollback_only = True
+            raise
+        finally:
+            state.depth -= 1
+
+    @staticmethod
+    async def _begin(
+        current: AsyncSession,
+        state: RoutingState,
+        func: Callable[P, Awaitable[R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        state.use_writer = True
+        state.depth = 1
+        try:
+            result = await func(*args, **kwargs)
+            if state.rollback_only:
+                raise TransactionRolledBackError(
+                    "a nested @Transactional call failed; the transaction was rolled back"
+                )
+            await current.commit()
+        except BaseException:
+            state.after_commit.clear()
+            await current.rollback()
+            raise
+        finally:
+            state.depth = 0
+            state.rollback_only = False
+        callbacks, state.after_commit = state.after_commit, []
+        await _run_after_commit(callbacks)
+        return result

@@ -1,0 +1,3 @@
+from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
+
+__all__ = ["SQLAlchemyMiddleware"]

@@ -1,0 +1,54 @@
+"""Start the API: `python3 main.py --env local|dev|prod [--debug] [--host] [--port] [--workers]`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import uvicorn
+
+from core.config import ENVS, ConfigError, load_config
+
+
+@click.command()
+@click.option(
+    "--env",
+    "env",
+    type=click.Choice(ENVS),
+    default="local",
+    show_default=True,
+    help="local: embedded defaults and reload; dev: the compose stack; prod: no reload, no docs.",
+)
+@click.option("--debug", is_flag=True, help="Debug mode and DEBUG logs.")
+@click.option("--host", default=None, help="Bind address (default: APP_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default: APP_PORT).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+def main(env: str, debug: bool, host: str | None, port: int | None, workers: int) -> None:
+    # The server's processes (reloader, workers) read their settings from the environment,
+    # so the choices made here are passed on through it.
+    os.environ["ENV"] = env
+    if debug:
+        os.environ["DEBUG"] = "true"
+        os.environ["LOG_LEVEL"] = "DEBUG"
+    try:
+        settings = load_config()
+    except (ConfigError, ValueError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+    reload = settings.ENV == "local" and workers == 1
+    uvicorn.run(
+        "app.server:create_app",
+        factory=True,
+        host=host or settings.APP_HOST,
+        port=port or settings.APP_PORT,
+        workers=None if reload else workers,
+        reload=reload,
+        log_level=settings.LOG_LEVEL.lower(),
+        proxy_headers=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

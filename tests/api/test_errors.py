@@ -1,0 +1,87 @@
+"""Every error, whoever raised it, is an RFC 9457 problem document."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "error_code"}
+
+
+def assert_problem(response_status: int, body: dict[str, object], content_type: str) -> None:
+    assert content_type == "application/problem+json"
+    assert body.keys() >= PROBLEM_KEYS
+    assert body["status"] == response_status
+    assert body["type"] == "about:blank"
+
+
+async def test_unknown_route_is_a_problem_404(client: AsyncClient) -> None:
+    response = await client.get("/no/such/route")
+
+    assert response.status_code == 404
+    assert_problem(404, response.json(), response.headers["content-type"])
+    assert response.json()["error_code"] == "NOT_FOUND"
+
+
+async def test_wrong_method_is_a_problem_405_with_allow(client: AsyncClient) -> None:
+    response = await client.delete("/health")
+
+    assert response.status_code == 405
+    assert_problem(405, response.json(), response.headers["content-type"])
+    assert response.json()["error_code"] == "METHOD_NOT_ALLOWED"
+    assert "GET" in response.headers["allow"]
+
+
+async def test_malformed_json_is_a_problem_400(client: AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/users", content=b'{"email": ', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert_problem(400, response.json(), response.headers["content-type"])
+    assert response.json()["error_code"] == "MALFORMED_JSON"
+
+
+async def test_validation_error_lists_each_problem(client: AsyncClient) -> None:
+    response = await client.post("/api/v1/users", json={})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert_problem(422, body, response.headers["content-type"])
+    assert {tuple(error["loc"]) for error in body["errors"]} == {
+        ("body", "email"),
+        ("body", "password"),
+        ("body", "nickname"),
+    }
+    assert all(error.keys() == {"loc", "msg", "type"} for error in body["errors"])
+
+
+@pytest.fixture
+async def failing_client() -> AsyncIterator[AsyncClient]:
+    from app.server import create_app
+
+    app: FastAPI = create_app()
+    secret = "postgresql://admin:hunter2@db/secret"
+
+    @app.get("/test-only/explode")
+    async def explode() -> None:
+        raise RuntimeError(f"cannot connect to {secret}")
+
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+async def test_unhandled_error_is_a_500_that_leaks_nothing(failing_client: AsyncClient) -> None:
+    response = await failing_client.get("/test-only/explode")
+
+    assert response.status_code == 500
+    body = response.json()
+    assert_problem(500, body, response.headers["content-type"])
+    assert body["error_code"] == "INTERNAL_SERVER_ERROR"
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert "RuntimeError" not in response.text

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from httpx import AsyncClient
+
+
+async def test_health_answers_without_touching_anything(client: AsyncClient) -> None:
+    response = await client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_checks_writer_and_reader(client: AsyncClient) -> None:
+    response = await client.get("/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"writer": "ok", "reader": "ok"}}
+
+
+async def test_docs_are_served_outside_prod(client: AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/openapi.json")).json()["paths"].keys() >= {
+        "/api/v1/users",
+        "/api/v1/users/{user_id}",
+    }
+
+
+async def test_a_request_that_needs_no_database_opens_no_connection(client: AsyncClient) -> None:
+    from core.db import databases
+
+    await databases.dispose()
+    for _ in range(5):
+        assert (await client.get("/health")).status_code == 200
+
+    pools = {databases.writer.pool, databases.reader.pool}
+    assert sum(pool.checkedin() + pool.checkedout() for pool in pools) == 0  # type: ignore[attr-defined]

@@ -1,0 +1,93 @@
+"""What users notice when a database server goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import func, select
+
+from core.db import databases, session, session_scope
+from tests.helpers import unique_email
+from tests.servers import ServerStack
+
+IN_RECOVERY = select(func.pg_is_in_recovery())
+# Generous: this only guards against a hang, it does not measure speed.
+HANG_GUARD_SECONDS = 15
+
+
+async def read_runs_on_replica() -> bool:
+    async with session_scope():
+        return bool(await session.scalar(IN_RECOVERY))
+
+
+def registration() -> dict[str, str]:
+    return {"email": unique_email(), "password": "correct horse", "nickname": "n"}
+
+
+async def test_reads_fall_back_to_the_primary_while_the_replica_is_down_and_then_return(
+    stack: ServerStack, client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await read_runs_on_replica()
+    fallback = databases.reader_fallback
+    assert fallback is not None
+    fallback.retry_seconds = 0.5
+    caplog.set_level(logging.WARNING)
+
+    stack.replica.stop()
+    try:
+        assert await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS) is False
+        assert "read replica unreachable" in caplog.text
+
+        created = await client.post("/api/v1/users", json=registration())
+        assert created.status_code == 201
+        read = await client.get(f"/api/v1/users/{created.json()['id']}")
+        assert read.status_code == 200
+
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+    finally:
+        stack.replica.start()
+        stack.wait_for_replica()
+
+    await asyncio.sleep(fallback.retry_seconds + 0.1)
+    assert await read_runs_on_replica()
+    fallback.retry_seconds = 5.0
+
+
+async def test_writes_work_again_right_after_the_primary_restarts(
+    stack: ServerStack, client: AsyncClient
+) -> None:
+    assert (await client.post("/api/v1/users", json=registration())).status_code == 201
+    stack.primary.restart()
+    try:
+        # The pooled connections died with the server; the next request must not see that.
+        response = await client.post("/api/v1/users", json=registration())
+        assert response.status_code == 201
+    finally:
+        stack.wait_for_replica()
+
+
+async def test_a_request_gets_503_not_a_hang_while_the_primary_is_down(
+    stack: ServerStack, client: AsyncClient
+) -> None:
+    stack.primary.stop()
+    try:
+        response = await asyncio.wait_for(
+            client.post("/api/v1/users", json=registration()), HANG_GUARD_SECONDS
+        )
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+
+        ready = await asyncio.wait_for(client.get("/ready"), HANG_GUARD_SECONDS)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["writer"].startswith("down")
+    finally:
+        stack.primary.start()
+        stack.wait_for_replica()
+
+    assert (await client.post("/api/v1/users", json=registration())).status_code == 201

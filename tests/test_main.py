@@ -1,0 +1,151 @@
+"""The command line: `python3 main.py --env ...`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+import main
+from core.config import reset_config
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTING_NAMES = ("ENV", "WRITER_DB_URL", "READER_DB_URL", "JWT_SECRET_KEY", "REDIS_URL", "DEBUG")
+
+
+def bare_environment() -> dict[str, str]:
+    """The environment of a machine where nothing has been configured."""
+    return {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+
+
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env to pick up
+    yield
+    reset_config()
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_prod_refuses_to_start_and_names_every_missing_setting() -> None:
+    result = CliRunner().invoke(main.main, ["--env", "prod"])
+
+    assert result.exit_code == 2
+    for name in ("JWT_SECRET_KEY", "WRITER_DB_URL", "READER_DB_URL"):
+        assert name in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET_KEY", "short")
+    monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
+
+    result = CliRunner().invoke(main.main, ["--env", "prod"])
+
+    assert result.exit_code == 2
+    assert "JWT_SECRET_KEY is shorter" in result.output
+    assert "WRITER_DB_URL" not in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_unknown_env_is_rejected() -> None:
+    result = CliRunner().invoke(main.main, ["--env", "production"])
+
+    assert result.exit_code == 2
+    assert "'production' is not one of 'local', 'dev', 'prod', 'test'" in result.output
+
+
+def test_prod_refusal_from_a_real_process(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--env", "prod"],
+        cwd=tmp_path,
+        env=bare_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "refusing to start in prod" in result.stderr
+    assert "JWT_SECRET_KEY" in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve_embedded(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--env", "local", "--port", str(port)],
+        cwd=workdir,
+        env=bare_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the server exited"
+        try:
+            httpx.get(f"{base_url}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start within 30 s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+def test_embedded_default_serves_and_persists_across_restarts(tmp_path: Path) -> None:
+    """No configuration at all: migrate, serve, register, restart, the user is still there."""
+    migrated = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        cwd=tmp_path,
+        env=bare_environment(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+
+    server = serve_embedded(tmp_path, port)
+    try:
+        wait_until_serving(base_url, server)
+        assert httpx.get(f"{base_url}/docs").status_code == 200
+        created = httpx.post(
+            f"{base_url}/api/v1/users",
+            json={"email": "first@example.com", "password": "correct horse", "nickname": "F"},
+        )
+        assert created.status_code == 201
+    finally:
+        stop(server)
+
+    server = serve_embedded(tmp_path, port)
+    try:
+        wait_until_serving(base_url, server)
+        again = httpx.get(f"{base_url}/api/v1/users/{created.json()['id']}")
+        assert again.status_code == 200
+        assert again.json()["email"] == "first@example.com"
+    finally:
+        stop(server)
+    assert (tmp_path / "app.db").exists()
