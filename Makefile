@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test cov lint format migrate migration
+.PHONY: help venv run test cov lint format migrate migration superuser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,3 +44,6 @@ migrate: venv ## alembic upgrade head
 migration: venv ## alembic autogenerate: make migration m="add orders"
 	@test -n "$(m)" || (echo 'usage: make migration m="what changed"' && exit 2)
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
+
+superuser: venv ## create or promote an admin (FIRST_SUPERUSER_EMAIL / _PASSWORD, or prompts)
+	$(BIN)/python -m app.scripts.create_superuser

@@ -11,10 +11,16 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from api import router
+from app.auth import load_auth_state
 from core.config import config
 from core.db import databases
 from core.exceptions.handlers import install_exception_handlers
-from core.fastapi.middlewares import SQLAlchemyMiddleware
+from core.fastapi.middlewares import (
+    AuthenticationMiddleware,
+    SQLAlchemyMiddleware,
+    TokenAuthBackend,
+)
+from core.helpers.cache import Cache
 
 
 @asynccontextmanager
@@ -22,12 +28,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Engines are built on first use; what was built is closed here, after the last request.
     yield
     await databases.dispose()
+    await Cache.close()
 
 
 def _middleware() -> list[Middleware]:
-    middleware = [Middleware(SQLAlchemyMiddleware)]
+    # Outermost first. Authentication runs inside the session scope: it routes the session.
+    middleware = [
+        Middleware(SQLAlchemyMiddleware),
+        Middleware(AuthenticationMiddleware, backend=TokenAuthBackend(load_auth_state)),
+    ]
     if config.CORS_ORIGINS:
-        middleware.append(
+        # Outermost, so preflight requests are answered before authentication.
+        middleware.insert(
+            0,
             Middleware(
                 CORSMiddleware,
                 allow_origins=config.CORS_ORIGINS,
@@ -35,7 +48,7 @@ def _middleware() -> list[Middleware]:
                 allow_credentials="*" not in config.CORS_ORIGINS,
                 allow_methods=["*"],
                 allow_headers=["*"],
-            )
+            ),
         )
     return middleware
 

@@ -6,8 +6,10 @@ import asyncio
 import importlib
 import pkgutil
 from logging.config import fileConfig
+from typing import Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import app
 from core.config import config as settings
 from core.db import Base
+from core.db.base import UTCDateTime
 
 alembic_config = context.config
 if alembic_config.config_file_name is not None and alembic_config.attributes.get(
@@ -43,6 +46,14 @@ def database_url() -> str:
     return alembic_config.get_main_option("sqlalchemy.url") or settings.writer_db_url
 
 
+def render_item(kind: str, item: object, autogen_context: AutogenContext) -> str | Literal[False]:
+    # Project column types are written as the plain SQLAlchemy types they store, so
+    # revisions never import application code that may change later.
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def configure(**options: object) -> None:
     url = database_url()
     context.configure(
@@ -51,6 +62,7 @@ def configure(**options: object) -> None:
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
         compare_server_default=True,
+        render_item=render_item,
         **options,  # type: ignore[arg-type]
     )
 

@@ -19,6 +19,7 @@ from httpx import ASGITransport, AsyncClient
 
 from core.config import load_config, reset_config
 from core.db import databases, session_scope
+from core.helpers.cache import Cache, RedisBackend
 from tests.servers import ServerStack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +73,15 @@ async def app() -> AsyncIterator[FastAPI]:
     application = create_app()
     yield application
     await databases.dispose()
+    await Cache.close()
+
+
+@pytest.fixture(autouse=True)
+async def empty_cache() -> None:
+    """Each test starts with an empty cache: no throttle counters, no cached auth state."""
+    backend = Cache.backend
+    if isinstance(backend, RedisBackend):
+        await backend.client.flushdb()
 
 
 @pytest.fixture

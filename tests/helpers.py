@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
 from uuid import uuid4
 
+from httpx import AsyncClient, Response
+
 from app.user import User
+from tests.servers import ServerStack
+
+PASSWORD = "correct horse battery"
 
 
 def unique_email() -> str:
@@ -12,3 +19,49 @@ def unique_email() -> str:
 def new_user(email: str | None = None) -> User:
     """A user row without the cost of hashing a real password."""
     return User(email=email or unique_email(), password_hash="not-a-hash", nickname="test")
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    return {"email": unique_email(), "password": PASSWORD, "nickname": "Ann", **overrides}
+
+
+@dataclass
+class Account:
+    """A registered, logged-in user as a client sees it."""
+
+    id: int
+    email: str
+    access_token: str
+    refresh_token: str
+    password: str = PASSWORD
+    responses: list[Response] = field(default_factory=list)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def login(client: AsyncClient, email: str, password: str = PASSWORD) -> Response:
+    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+async def signed_up(
+    client: AsyncClient, stack: ServerStack | None = None, *, admin: bool = False
+) -> Account:
+    """Register and log in; `admin` promotes the account on the primary first."""
+    created = await client.post("/api/v1/users", json=registration())
+    assert created.status_code == 201, created.text
+    user = created.json()
+    if admin:
+        assert stack is not None
+        stack.primary.psql(f"UPDATE users SET is_admin = true WHERE id = {user['id']}")
+    logged_in = await login(client, user["email"])
+    assert logged_in.status_code == 200, logged_in.text
+    tokens = logged_in.json()
+    return Account(
+        id=user["id"],
+        email=user["email"],
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        responses=[created, logged_in],
+    )

@@ -143,9 +143,16 @@ def test_embedded_default_serves_and_persists_across_restarts(tmp_path: Path) ->
     server = serve_embedded(tmp_path, port)
     try:
         wait_until_serving(base_url, server)
-        again = httpx.get(f"{base_url}/api/v1/users/{created.json()['id']}")
+        tokens = httpx.post(
+            f"{base_url}/api/v1/auth/login",
+            json={"email": "first@example.com", "password": "correct horse"},
+        ).json()
+        again = httpx.get(
+            f"{base_url}/api/v1/users/me",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
         assert again.status_code == 200
-        assert again.json()["email"] == "first@example.com"
+        assert again.json() == created.json()
     finally:
         stop(server)
     assert (tmp_path / "app.db").exists()

@@ -1,4 +1,4 @@
-from core.exceptions import ConflictException, NotFoundException
+from core.exceptions import BadRequestException, ConflictException, NotFoundException
 
 
 class DuplicateEmailException(ConflictException):
@@ -9,3 +9,8 @@ class DuplicateEmailException(ConflictException):
 class UserNotFoundException(NotFoundException):
     error_code = "USER__NOT_FOUND"
     detail = "No such user."
+
+
+class InvalidCursorException(BadRequestException):
+    error_code = "USER__INVALID_CURSOR"
+    detail = "The cursor is not one this API returned."

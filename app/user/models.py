@@ -16,6 +16,8 @@ class User(Base, TimestampMixin, SoftDeleteMixin):
     password_hash: Mapped[str] = mapped_column(String(255))
     nickname: Mapped[str] = mapped_column(String(64))
     is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Bumped when every token of the user must die: password change, deletion.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"

@@ -18,6 +18,15 @@ class UserCreate(BaseModel):
     nickname: Nickname
 
 
+class UserUpdate(BaseModel):
+    """Only the fields that are sent change. A new password ends every session of the user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nickname: Nickname | None = None
+    password: Password | None = None
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -26,3 +35,8 @@ class UserRead(BaseModel):
     nickname: str
     is_admin: bool
     created_at: datetime
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    next_cursor: str | None

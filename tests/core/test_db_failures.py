@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from core.db import databases, session, session_scope
-from tests.helpers import unique_email
+from tests.helpers import registration, signed_up
 from tests.servers import ServerStack
 
 IN_RECOVERY = select(func.pg_is_in_recovery())
@@ -21,10 +21,6 @@ HANG_GUARD_SECONDS = 15
 async def read_runs_on_replica() -> bool:
     async with session_scope():
         return bool(await session.scalar(IN_RECOVERY))
-
-
-def registration() -> dict[str, str]:
-    return {"email": unique_email(), "password": "correct horse", "nickname": "n"}
 
 
 async def test_reads_fall_back_to_the_primary_while_the_replica_is_down_and_then_return(
@@ -41,9 +37,8 @@ async def test_reads_fall_back_to_the_primary_while_the_replica_is_down_and_then
         assert await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS) is False
         assert "read replica unreachable" in caplog.text
 
-        created = await client.post("/api/v1/users", json=registration())
-        assert created.status_code == 201
-        read = await client.get(f"/api/v1/users/{created.json()['id']}")
+        account = await signed_up(client)
+        read = await client.get(f"/api/v1/users/{account.id}", headers=account.headers)
         assert read.status_code == 200
 
         ready = await client.get("/ready")

@@ -1,3 +1,4 @@
+from core.fastapi.middlewares.authentication import AuthenticationMiddleware, TokenAuthBackend
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
 
-__all__ = ["SQLAlchemyMiddleware"]
+__all__ = ["AuthenticationMiddleware", "SQLAlchemyMiddleware", "TokenAuthBackend"]

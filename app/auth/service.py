@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from app.auth.exceptions import InvalidCredentialsException, RefreshTokenReusedException
+from app.auth.models import AuthSession
+from app.auth.repository import AuthSessionRepository, AuthStateQueries
+from app.auth.schemas import LoginRequest, TokenPair
+from app.auth.throttle import LoginThrottle, login_throttle
+from app.user import User, user_service
+from core.config import config
+from core.db import Transactional, session_factory, use_writer
+from core.db.base import utcnow
+from core.fastapi.schemas.current_user import CurrentUser
+from core.security.auth_state import (
+    AuthState,
+    forget_auth_state_after_commit,
+    remember_recent_write,
+)
+from core.security.passwords import hash_password, verify_password
+from core.security.tokens import (
+    TokenClaims,
+    TokenRevokedException,
+    decode_token,
+    encode_token,
+    new_token_id,
+)
+
+
+class AuthService:
+    def __init__(
+        self,
+        repository: AuthSessionRepository | None = None,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self.repository = repository or AuthSessionRepository()
+        self.throttle = throttle or login_throttle
+        self._dummy_hash: str | None = None
+
+    async def login(self, data: LoginRequest, client_address: str) -> TokenPair:
+        await self.throttle.check(data.email, client_address)
+        # Who may log in is decided on the writer: a replica may not have the account yet.
+        use_writer()
+        user = await user_service.find_by_email(data.email)
+        # An unknown email costs the same hash verification as a wrong password, so the
+        # response time does not tell which one it was.
+        stored_hash = user.password_hash if user else await self._dummy_password_hash()
+        valid, upgraded_hash = await verify_password(data.password, stored_hash)
+        if user is None or not valid:
+            await self.throttle.record_failure(data.email, client_address)
+            raise InvalidCredentialsException()
+        await self.throttle.record_success(data.email)
+        if upgraded_hash is not None:
+            await user_service.replace_password_hash(user, upgraded_hash)
+        tokens = await self._start_session(user)
+        # The client's next requests use the new token at once; let them read from the writer.
+        await remember_recent_write(user.id)
+        return tokens
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = decode_token(refresh_token, "refresh")
+        tokens = await self._rotate(claims)
+        if tokens is None:
+            await self._revoke(claims.session_id, claims.user_id)
+            raise RefreshTokenReusedException()
+        return tokens
+
+    async def logout(self, user: CurrentUser) -> None:
+        if user.id is not None and user.session_id is not None:
+            await self._revoke(user.session_id, user.id)
+
+    @Transactional()
+    async def _start_session(self, user: User) -> TokenPair:
+        session_id, refresh_jti = new_token_id(), new_token_id()
+        tokens, refresh_claims = self._issue(user.id, session_id, refresh_jti, user.token_version)
+        await self.repository.add(
+            AuthSession(
+                id=session_id,
+                user_id=user.id,
+                refresh_jti=refresh_jti,
+                expires_at=refresh_claims.expires_at,
+            )
+        )
+        return tokens
+
+    @Transactional()
+    async def _rotate(self, claims: TokenClaims) -> TokenPair | None:
+        """The new pair, or None when the token was valid but already used (a replay)."""
+        new_jti = new_token_id()
+        tokens, refresh_claims = self._issue(
+            claims.user_id, claims.session_id, new_jti, claims.token_version
+        )
+        rotated_for = await self.repository.rotate(
+            claims.session_id, claims.jti, new_jti, refresh_claims.expires_at
+        )
+        if rotated_for is None:
+            known = await self.repository.get(claims.session_id)
+            if known is None or known.revoked_at is not None or known.expires_at <= utcnow():
+                raise TokenRevokedException()
+            return None
+        token_state = await self.repository.user_token_state(claims.user_id)
+        if rotated_for != claims.user_id or token_state != (claims.token_version, True):
+            raise TokenRevokedException()
+        return tokens
+
+    @Transactional()
+    async def _revoke(self, session_id: str, user_id: int) -> None:
+        await self.repository.revoke(session_id)
+        forget_auth_state_after_commit(user_id)
+
+    @staticmethod
+    def _issue(
+        user_id: int, session_id: str, refresh_jti: str, token_version: int
+    ) -> tuple[TokenPair, TokenClaims]:
+        access, _ = encode_token(
+            user_id=user_id,
+            token_type="access",
+            session_id=session_id,
+            token_version=token_version,
+        )
+        refresh, refresh_claims = encode_token(
+            user_id=user_id,
+            token_type="refresh",
+            session_id=session_id,
+            token_version=token_version,
+            jti=refresh_jti,
+        )
+        tokens = TokenPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=config.ACCESS_TOKEN_EXPIRE_MINUTES * 60,
+        )
+        return tokens, refresh_claims
+
+    async def _dummy_password_hash(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await hash_password(new_token_id())
+        return self._dummy_hash
+
+
+async def load_auth_state(user_id: int) -> AuthState | None:
+    """A user's auth state from the writer (it decides access, so no replica lag here)."""
+    async with session_factory(use_writer=True) as db:
+        user = await AuthStateQueries.user(db, user_id)
+        if user is None:
+            return None
+        token_version, is_admin, active = user
+        if not active:
+            return AuthState(active=False)
+        # Only sessions whose access tokens may still be unexpired need remembering.
+        since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
+        return AuthState(
+            active=True,
+            token_version=token_version,
+            is_admin=is_admin,
+            permissions=frozenset(await AuthStateQueries.permissions(db, user_id)),
+            revoked_sessions=frozenset(
+                await AuthStateQueries.revoked_sessions_since(db, user_id, since)
+            ),
+        )
+
+
+auth_service = AuthService()

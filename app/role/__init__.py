@@ -1,0 +1,17 @@
+from app.role.exceptions import DuplicateRoleException, UnknownRoleException
+from app.role.models import Role, user_roles
+from app.role.schemas import RoleCreate, RoleRead, UserRolesRead, UserRolesUpdate
+from app.role.service import RoleService, role_service
+
+__all__ = [
+    "DuplicateRoleException",
+    "Role",
+    "RoleCreate",
+    "RoleRead",
+    "RoleService",
+    "UnknownRoleException",
+    "UserRolesRead",
+    "UserRolesUpdate",
+    "role_service",
+    "user_roles",
+]

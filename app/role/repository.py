@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select
+
+from app.role.models import Role, user_roles
+from core.db import session
+
+
+class RoleRepository:
+    async def add(self, role: Role) -> Role:
+        session.add(role)
+        await session.flush()
+        return role
+
+    async def list(self) -> Sequence[Role]:
+        return (await session.scalars(select(Role).order_by(Role.name))).all()
+
+    async def get_by_names(self, names: Sequence[str]) -> Sequence[Role]:
+        if not names:
+            return []
+        return (await session.scalars(select(Role).where(Role.name.in_(names)))).all()
+
+    async def replace_user_roles(self, user_id: int, role_ids: Sequence[int]) -> None:
+        await session.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
+        if role_ids:
+            await session.execute(
+                insert(user_roles), [{"user_id": user_id, "role_id": r} for r in role_ids]
+            )

@@ -1,0 +1,137 @@
+"""Bearer-token authentication as pure ASGI middleware: sets `request.user` for every request.
+
+No Authorization header: the caller is anonymous. A header that is there but wrong in any way
+(malformed, bad signature, expired, revoked, a refresh token, a deleted user) is answered with
+401 at once; it never silently degrades to anonymous.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.db import has_written, use_writer
+from core.exceptions import UnauthorizedException
+from core.exceptions.handlers import problem_response
+from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
+from core.helpers.cache import Cache, CacheUnavailableError
+from core.security.auth_state import (
+    AUTH_STATE_TTL_SECONDS,
+    INACTIVE,
+    AuthState,
+    auth_state_key,
+    recent_write_key,
+    remember_recent_write,
+)
+from core.security.tokens import (
+    InvalidTokenException,
+    TokenRevokedException,
+    decode_token,
+)
+
+LoadAuthState = Callable[[int], Awaitable[AuthState | None]]
+
+
+class TokenAuthBackend:
+    """Turns an Authorization header into a CurrentUser.
+
+    `load_state` is the application's query for a user's auth state (None when the user does
+    not exist); it runs only when the cache does not have the state.
+    """
+
+    def __init__(self, load_state: LoadAuthState) -> None:
+        self.load_state = load_state
+
+    async def authenticate(self, authorization: bytes) -> tuple[CurrentUser, bool]:
+        """Return the caller and whether their reads should go to the writer."""
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise InvalidTokenException("The Authorization header must be 'Bearer <token>'.")
+        claims = decode_token(token, "access")
+
+        state, recent_write = await self._cached_state(claims.user_id)
+        if state is None:
+            state = await self.load_state(claims.user_id) or INACTIVE
+            await self._cache_state(claims.user_id, state)
+        if (
+            not state.active
+            or state.token_version != claims.token_version
+            or claims.session_id in state.revoked_sessions
+        ):
+            raise TokenRevokedException()
+        user = CurrentUser(
+            id=claims.user_id,
+            is_admin=state.is_admin,
+            permissions=state.permissions,
+            session_id=claims.session_id,
+        )
+        return user, recent_write
+
+    @staticmethod
+    async def _cached_state(user_id: int) -> tuple[AuthState | None, bool]:
+        try:
+            raw_state, marker = await Cache.backend.get_many(
+                [auth_state_key(user_id), recent_write_key(user_id)]
+            )
+        except CacheUnavailableError:
+            # Without the cache nothing is known: check the database, and read from the writer.
+            return None, True
+        return (AuthState.load(raw_state) if raw_state else None), marker is not None
+
+    @staticmethod
+    async def _cache_state(user_id: int, state: AuthState) -> None:
+        with contextlib.suppress(CacheUnavailableError):
+            await Cache.backend.set(auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS)
+
+
+class AuthenticationMiddleware:
+    """Sets `scope["user"]`; after a request that wrote, keeps that user's reads on the writer.
+
+    It must run inside SQLAlchemyMiddleware: it routes the request's session.
+    """
+
+    def __init__(self, app: ASGIApp, backend: TokenAuthBackend) -> None:
+        self.app = app
+        self.backend = backend
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        authorization = _header(scope, b"authorization")
+        if authorization is None:
+            scope["user"] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        try:
+            user, recent_write = await self.backend.authenticate(authorization)
+        except UnauthorizedException as error:
+            response = problem_response(
+                error.status_code, error.error_code, error.detail, headers=error.headers
+            )
+            await response(scope, receive, send)
+            return
+        scope["user"] = user
+        if recent_write:
+            use_writer()
+
+        user_id = user.id
+        assert user_id is not None
+
+        async def send_remembering_writes(message: Message) -> None:
+            # Before the response leaves: the client may read again the moment it arrives.
+            if message["type"] == "http.response.start" and has_written():
+                await remember_recent_write(user_id)
+            await send(message)
+
+        await self.app(scope, receive, send_remembering_writes)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None

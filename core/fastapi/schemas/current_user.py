@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentUser:
+    """`request.user`: who is calling, and what the permission checks need to know.
+
+    Anonymous callers have `id=None`. `is_admin` and `permissions` come from the user's current
+    roles (cached briefly and refreshed when they change), not from the token.
+    """
+
+    id: int | None = None
+    is_admin: bool = False
+    permissions: frozenset[str] = field(default_factory=frozenset)
+    session_id: str | None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.id is not None
+
+    def has_permission(self, code: str) -> bool:
+        return self.is_admin or code in self.permissions
+
+
+ANONYMOUS = CurrentUser()

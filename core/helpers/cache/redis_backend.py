@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from core.helpers.cache.base import BaseBackend, CacheUnavailableError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class RedisBackend(BaseBackend):
+    """Redis through redis.asyncio: one round trip per operation, short timeouts.
+
+    After a failure the backend stays "down" for `retry_seconds` and fails at once, so an
+    outage costs each request nothing rather than a timeout each.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 0.25,
+        retry_seconds: float = 1.0,
+        max_connections: int = 64,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry_seconds = retry_seconds
+        self.max_connections = max_connections
+        self._client: Redis | None = None
+        self._down_until = 0.0
+
+    @property
+    def client(self) -> Redis:
+        # Made on first use, inside the event loop (and the process) that will use it.
+        if self._client is None:
+            self._client = Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                max_connections=self.max_connections,
+                # One immediate retry on a fresh connection: a pooled connection that died
+                # with a Redis restart must not fail the request that happens to pick it.
+                retry=Retry(NoBackoff(), retries=1),
+                retry_on_error=[RedisConnectionError],
+            )
+        return self._client
+
+    async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        if time.monotonic() < self._down_until:
+            raise CacheUnavailableError("redis is marked down")
+        try:
+            return await operation(self.client)
+        except (RedisError, OSError, TimeoutError) as error:
+            self._down_until = time.monotonic() + self.retry_seconds
+            logger.warning("redis unavailable (%s: %s)", type(error).__name__, error)
+            raise CacheUnavailableError(str(error)) from error
+
+    # The client is made without decode_responses, so values come back as bytes.
+    async def get(self, key: str) -> bytes | None:
+        return cast("bytes | None", await self._call(lambda redis: redis.get(key)))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return cast("list[bytes | None]", await self._call(lambda redis: redis.mget(keys)))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        await self._call(lambda redis: redis.set(key, value, px=px))
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda redis: redis.delete(key))
+
+    async def delete_startswith(self, prefix: str) -> None:
+        async def scan_and_delete(redis: Redis) -> None:
+            pattern = _escape_glob(prefix) + "*"
+            batch: list[bytes] = []
+            async for key in redis.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await redis.unlink(*batch)
+
+        await self._call(scan_and_delete)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        async def increment(redis: Redis) -> int:
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.pexpire(key, max(1, int(ttl * 1000)), nx=True)
+                count, _ = await pipe.execute()
+            return int(count)
+
+        return await self._call(increment)
+
+    async def ping(self) -> bool:
+        return bool(await self._call(lambda redis: redis.ping()))
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+
+def _escape_glob(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

@@ -1,0 +1,114 @@
+"""JSON Web Tokens: access and refresh tokens, signed with the configured HMAC key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import jwt
+
+from core.config import config
+from core.exceptions import UnauthorizedException
+
+TokenType = Literal["access", "refresh"]
+REQUIRED_CLAIMS = ["sub", "type", "jti", "iat", "exp", "sid", "ver"]
+
+
+class InvalidTokenException(UnauthorizedException):
+    error_code = "INVALID_TOKEN"
+    detail = "The token is not valid."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, token_sent=True)
+
+
+class TokenExpiredException(InvalidTokenException):
+    error_code = "TOKEN_EXPIRED"
+    detail = "The token has expired; refresh it or log in again."
+
+
+class TokenRevokedException(InvalidTokenException):
+    error_code = "TOKEN_REVOKED"
+    detail = "The token has been revoked; log in again."
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: int
+    type: TokenType
+    jti: str
+    session_id: str
+    token_version: int
+    expires_at: datetime
+
+
+def new_token_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode_token(
+    *,
+    user_id: int,
+    token_type: TokenType,
+    session_id: str,
+    token_version: int,
+    jti: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, TokenClaims]:
+    issued_at = now or datetime.now(UTC)
+    minutes = (
+        config.ACCESS_TOKEN_EXPIRE_MINUTES
+        if token_type == "access"
+        else config.REFRESH_TOKEN_EXPIRE_MINUTES
+    )
+    claims = TokenClaims(
+        user_id=user_id,
+        type=token_type,
+        jti=jti or new_token_id(),
+        session_id=session_id,
+        token_version=token_version,
+        expires_at=issued_at + timedelta(minutes=minutes),
+    )
+    payload = {
+        "sub": str(user_id),
+        "type": token_type,
+        "jti": claims.jti,
+        "sid": session_id,
+        "ver": token_version,
+        "iat": issued_at,
+        "exp": claims.expires_at,
+    }
+    token = jwt.encode(payload, config.JWT_SECRET_KEY, algorithm=config.JWT_ALGORITHM)
+    return token, claims
+
+
+def decode_token(token: str, expected_type: TokenType) -> TokenClaims:
+    """Verify signature, algorithm, expiry and shape; raise a 401 exception that says which."""
+    try:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            config.JWT_SECRET_KEY,
+            # Pinned: the token's own header never chooses the algorithm (no "none", no swaps).
+            algorithms=[config.JWT_ALGORITHM],
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as error:
+        raise TokenExpiredException() from error
+    except jwt.PyJWTError as error:
+        raise InvalidTokenException() from error
+    if payload["type"] != expected_type:
+        article = "An" if expected_type == "access" else "A"
+        raise InvalidTokenException(f"{article} {expected_type} token is required here.")
+    try:
+        return TokenClaims(
+            user_id=int(payload["sub"]),
+            type=expected_type,
+            jti=str(payload["jti"]),
+            session_id=str(payload["sid"]),
+            token_version=int(payload["ver"]),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        )
+    except (TypeError, ValueError) as error:
+        raise InvalidTokenException() from error

@@ -1,0 +1,116 @@
+"""Both backends behave the same: the in-memory one and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.helpers.cache import BaseBackend, CacheUnavailableError, InMemoryBackend, RedisBackend
+from tests.servers import ServerStack
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest, stack: ServerStack) -> AsyncIterator[BaseBackend]:
+    store: BaseBackend
+    if request.param == "redis":
+        store = RedisBackend(stack.redis.url_for(1))
+        await store.client.flushdb()
+    else:
+        store = InMemoryBackend()
+    yield store
+    await store.close()
+
+
+async def test_set_get_and_expiry(backend: BaseBackend) -> None:
+    await backend.set("a", b"1")
+    await backend.set("short", b"2", ttl=0.05)
+
+    assert await backend.get("a") == b"1"
+    assert await backend.get("short") == b"2"
+    assert await backend.get("missing") is None
+    await asyncio.sleep(0.1)
+    assert await backend.get("short") is None
+    assert await backend.get("a") == b"1"
+
+
+async def test_get_many_keeps_order_and_gaps(backend: BaseBackend) -> None:
+    await backend.set("x", b"X")
+    await backend.set("z", b"Z")
+
+    assert await backend.get_many(["x", "y", "z"]) == [b"X", None, b"Z"]
+
+
+async def test_delete_is_exact_and_delete_startswith_takes_the_prefix(
+    backend: BaseBackend,
+) -> None:
+    for key in ("user:1", "user:10", "user:2", "role:1"):
+        await backend.set(key, b"v")
+
+    await backend.delete("user:1")
+    assert await backend.get_many(["user:1", "user:10"]) == [None, b"v"]
+
+    await backend.delete_startswith("user:")
+    assert await backend.get_many(["user:10", "user:2", "role:1"]) == [None, None, b"v"]
+
+
+async def test_incr_counts_within_the_window(backend: BaseBackend) -> None:
+    assert [await backend.incr("hits", ttl=0.2) for _ in range(3)] == [1, 2, 3]
+    await asyncio.sleep(0.3)
+    assert await backend.incr("hits", ttl=0.2) == 1
+
+
+async def test_memory_backend_drops_least_recently_used_beyond_its_bound() -> None:
+    backend = InMemoryBackend(max_entries=2)
+    await backend.set("a", b"1")
+    await backend.set("b", b"2")
+    await backend.get("a")
+    await backend.set("c", b"3")
+
+    assert await backend.get_many(["a", "b", "c"]) == [b"1", None, b"3"]
+
+
+async def test_redis_backend_fails_fast_while_redis_is_down(stack: ServerStack) -> None:
+    backend = RedisBackend(stack.redis.url_for(1), retry_seconds=0.2)
+    await backend.set("k", b"v")
+    stack.redis.stop()
+    try:
+        with pytest.raises(CacheUnavailableError):
+            await backend.get("k")
+        # Marked down: the next call does not even try.
+        with pytest.raises(CacheUnavailableError, match="marked down"):
+            await backend.get("k")
+    finally:
+        stack.redis.start()
+    await asyncio.sleep(0.25)
+    assert await backend.get("k") is None  # a restarted throwaway Redis is empty
+    await backend.close()
+
+
+class DictBackend(BaseBackend):
+    """The least a custom backend implements."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self.data[key] = value
+
+    async def delete_startswith(self, prefix: str) -> None:
+        for key in [k for k in self.data if k.startswith(prefix)]:
+            del self.data[key]
+
+
+async def test_a_minimal_custom_backend_gets_the_rest_for_free() -> None:
+    backend = DictBackend()
+
+    assert await backend.incr("n", ttl=60) == 1
+    assert await backend.incr("n", ttl=60) == 2
+    assert await backend.get_many(["n", "m"]) == [b"2", None]
+    await backend.delete("n")
+    assert await backend.get("n") is None
+    await backend.close()
