@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Path, status
 
-from app.role import Role, RoleCreate, RoleRead, role_service
+from app.role import Role, RoleCreate, RoleRead, RoleUpdate, role_service
 from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency
 
 router = APIRouter(
@@ -24,3 +25,9 @@ async def create_role(body: RoleCreate) -> Role:
 async def list_roles() -> Sequence[Role]:
     """List every role."""
     return await role_service.list()
+
+
+@router.patch("/{role_id}", response_model=RoleRead)
+async def update_role(role_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: RoleUpdate) -> Role:
+    """Change a role's description or permissions; holders see the change on their next request."""
+    return await role_service.update(role_id, body)

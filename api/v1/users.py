@@ -33,10 +33,10 @@ async def register_user(body: UserCreate) -> User:
 
 
 @router.get("/me", response_model=UserRead)
-async def read_me(user: CurrentUser = Depends(authenticated)) -> User:
+async def read_me(user: CurrentUser = Depends(authenticated)) -> UserRead:
     """The caller's own account."""
     assert user.id is not None
-    return await user_service.get(user.id)
+    return await user_service.get_read(user.id)
 
 
 @router.get("", response_model=UserPage, dependencies=[Depends(admin)])
@@ -49,9 +49,9 @@ async def list_users(
 
 
 @router.get("/{user_id}", response_model=UserRead, dependencies=[Depends(self_or_reader)])
-async def get_user(user_id: UserId) -> User:
+async def get_user(user_id: UserId) -> UserRead:
     """Read one user (yourself, or anyone with `users:read`)."""
-    return await user_service.get(user_id)
+    return await user_service.get_read(user_id)
 
 
 @router.patch("/{user_id}", response_model=UserRead, dependencies=[Depends(self_or_admin)])

@@ -1,14 +1,20 @@
-from app.role.exceptions import DuplicateRoleException, UnknownRoleException
+from app.role.exceptions import (
+    DuplicateRoleException,
+    RoleNotFoundException,
+    UnknownRoleException,
+)
 from app.role.models import Role, user_roles
-from app.role.schemas import RoleCreate, RoleRead, UserRolesRead, UserRolesUpdate
+from app.role.schemas import RoleCreate, RoleRead, RoleUpdate, UserRolesRead, UserRolesUpdate
 from app.role.service import RoleService, role_service
 
 __all__ = [
     "DuplicateRoleException",
     "Role",
     "RoleCreate",
+    "RoleNotFoundException",
     "RoleRead",
     "RoleService",
+    "RoleUpdate",
     "UnknownRoleException",
     "UserRolesRead",
     "UserRolesUpdate",

@@ -1,4 +1,4 @@
-from core.exceptions import ConflictException, UnprocessableEntityException
+from core.exceptions import ConflictException, NotFoundException, UnprocessableEntityException
 
 
 class DuplicateRoleException(ConflictException):
@@ -9,3 +9,8 @@ class DuplicateRoleException(ConflictException):
 class UnknownRoleException(UnprocessableEntityException):
     error_code = "ROLE__UNKNOWN"
     detail = "One or more of the roles do not exist."
+
+
+class RoleNotFoundException(NotFoundException):
+    error_code = "ROLE__NOT_FOUND"
+    detail = "No such role."

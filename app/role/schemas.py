@@ -22,6 +22,17 @@ class RoleCreate(BaseModel):
     )
 
 
+class RoleUpdate(BaseModel):
+    """Only the fields that are sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=255)
+    permissions: Annotated[list[PermissionCode], AfterValidator(_sorted_unique)] | None = Field(
+        default=None, max_length=100
+    )
+
+
 class RoleRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

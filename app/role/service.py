@@ -4,10 +4,14 @@ from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
 
-from app.role.exceptions import DuplicateRoleException, UnknownRoleException
+from app.role.exceptions import (
+    DuplicateRoleException,
+    RoleNotFoundException,
+    UnknownRoleException,
+)
 from app.role.models import Role
 from app.role.repository import RoleRepository
-from app.role.schemas import RoleCreate, UserRolesRead, UserRolesUpdate
+from app.role.schemas import RoleCreate, RoleUpdate, UserRolesRead, UserRolesUpdate
 from app.user import user_service
 from core.db import Transactional
 from core.security.auth_state import forget_auth_state_after_commit
@@ -27,6 +31,21 @@ class RoleService:
 
     async def list(self) -> Sequence[Role]:
         return await self.repository.list()
+
+    @Transactional()
+    async def update(self, role_id: int, data: RoleUpdate) -> Role:
+        role = await self.repository.get(role_id)
+        if role is None:
+            raise RoleNotFoundException()
+        if data.description is not None:
+            role.description = data.description
+        if data.permissions is not None and data.permissions != role.permissions:
+            role.permissions = data.permissions
+            # Everyone holding the role has its permissions cached with their auth state.
+            for user_id in await self.repository.user_ids_with(role_id):
+                forget_auth_state_after_commit(user_id)
+        await self.repository.flush()
+        return role
 
     @Transactional()
     async def set_user_roles(self, user_id: int, data: UserRolesUpdate) -> UserRolesRead:

@@ -15,6 +15,7 @@ from app.user.repository import UserRepository
 from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
 from core.db import Transactional
 from core.db.base import utcnow
+from core.helpers.cache import Cache, CacheTag
 from core.security.auth_state import forget_auth_state_after_commit
 from core.security.passwords import hash_password
 
@@ -43,10 +44,12 @@ class UserService:
         password_hash = await hash_password(data.password)
         user = User(email=data.email, password_hash=password_hash, nickname=data.nickname)
         try:
-            return await self.repository.add(user)
+            await self.repository.add(user)
         except IntegrityError as error:
             # The unique constraint decides, so two concurrent registrations cannot both win.
             raise DuplicateEmailException() from error
+        await Cache.remove_by_tag(CacheTag.GET_USER_LIST)
+        return user
 
     async def get(self, user_id: int) -> User:
         user = await self.repository.get(user_id)
@@ -54,9 +57,15 @@ class UserService:
             raise UserNotFoundException()
         return user
 
+    @Cache.cached(prefix="user", ttl=60)
+    async def get_read(self, user_id: int) -> UserRead:
+        """What the API shows of a user, cached until the user changes."""
+        return UserRead.model_validate(await self.get(user_id))
+
     async def find_by_email(self, email: str) -> User | None:
         return await self.repository.get_by_email(email)
 
+    @Cache.cached(tag=CacheTag.GET_USER_LIST, ttl=60)
     async def list_page(self, limit: int, cursor: str | None) -> UserPage:
         after_id = decode_cursor(cursor) if cursor else 0
         users = await self.repository.list_after(after_id, limit + 1)
@@ -76,6 +85,7 @@ class UserService:
             user.password_hash = await hash_password(data.password)
             self._end_all_sessions(user)
         await self.repository.flush()
+        await self._forget_cached(user_id)
         return user
 
     @Transactional()
@@ -91,6 +101,7 @@ class UserService:
         user.deleted_at = utcnow()
         self._end_all_sessions(user)
         await self.repository.flush()
+        await self._forget_cached(user_id)
 
     @Transactional()
     async def create_or_promote_admin(self, email: str, password: str | None) -> User:
@@ -104,7 +115,13 @@ class UserService:
         user.is_admin = True
         await self.repository.flush()
         forget_auth_state_after_commit(user.id)
+        await self._forget_cached(user.id)
         return user
+
+    async def _forget_cached(self, user_id: int) -> None:
+        # Registered now, carried out once the transaction commits.
+        await Cache.remove(self.get_read, user_id)
+        await Cache.remove_by_tag(CacheTag.GET_USER_LIST)
 
     @staticmethod
     def _end_all_sessions(user: User) -> None:

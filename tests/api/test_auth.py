@@ -372,3 +372,30 @@ async def test_role_validation_and_conflicts(client: AsyncClient, stack: ServerS
     assert unknown.json()["error_code"] == "ROLE__UNKNOWN"
     assert missing_user.status_code == 404
     assert name in [role["name"] for role in listed.json()]
+
+
+async def test_changing_a_role_s_permissions_applies_to_its_holders_at_once(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    holder = await account_with_permission(client, admin, "posts:read")
+    other = await signed_up(client)
+    url = f"/api/v1/users/{other.id}"
+    assert (await client.get(url, headers=holder.headers)).status_code == 403
+    role_id = next(
+        role["id"]
+        for role in (await client.get("/api/v1/roles", headers=admin.headers)).json()
+        if role["name"] == f"role-{holder.id}"
+    )
+
+    changed = await client.patch(
+        f"/api/v1/roles/{role_id}", json={"permissions": ["users:read"]}, headers=admin.headers
+    )
+
+    assert changed.status_code == 200
+    assert changed.json()["permissions"] == ["users:read"]
+    assert (await client.get(url, headers=holder.headers)).status_code == 200
+    missing = await client.patch(
+        "/api/v1/roles/999999999", json={"description": "x"}, headers=admin.headers
+    )
+    assert missing.status_code == 404

@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 
 class CacheUnavailableError(Exception):
     """The backend could not answer (down, timed out). Callers fail open on it."""
+
+
+def versioned_key(head: str, version: int, tail: str) -> str:
+    """Where an entry of a versioned namespace lives: bumping the version orphans them all."""
+    return f"{head}:v{version}:{tail}"
+
+
+class VersionedRead(NamedTuple):
+    """A namespace's current version, whether it is on hold, and the entry stored under it."""
+
+    version: int
+    held: bool
+    value: bytes | None
 
 
 class BaseBackend(ABC):
@@ -36,8 +50,8 @@ class BaseBackend(ABC):
         # an exact delete.
         await self.delete_startswith(key)
 
-    async def incr(self, key: str, ttl: float) -> int:
-        """Add one to a counter that expires `ttl` seconds after its first increment.
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        """Add one to a counter; with `ttl`, it expires that long after its first increment.
 
         This default is not atomic across processes; stores with atomic counters override it.
         """
@@ -46,5 +60,29 @@ class BaseBackend(ABC):
         await self.set(key, str(count).encode(), ttl)
         return count
 
+    async def get_versioned(
+        self, version_key: str, hold_key: str, head: str, tail: str
+    ) -> VersionedRead:
+        """Read a namespace's version, its hold marker and the entry `versioned_key(head,
+        version, tail)`. Stores that can do this in one round trip override it."""
+        raw_version, hold = await self.get_many([version_key, hold_key])
+        version = int(raw_version or 0)
+        value = await self.get(versioned_key(head, version, tail))
+        return VersionedRead(version, hold is not None, value)
+
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release connections; the backend may be used again afterwards."""
+
+
+class BaseKeyMaker(ABC):
+    """Turns a call into the part of a cache key that tells calls apart."""
+
+    @abstractmethod
+    def make(
+        self,
+        function: Callable[..., Any],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        exclude: frozenset[str],
+    ) -> str:
+        """The same call must give the same string in every process; different calls must not."""

@@ -1,19 +1,96 @@
+"""`Cache`: the cached() decorator and its invalidation.
+
+Key layout, for a function cached in namespace `ns` (its prefix or tag):
+
+    cache:ns:version             a counter; removing the namespace increments it
+    cache:ns:hold                present for a moment after a removal (see below)
+    cache:ns:v<version>:<call>   an entry; <call> is the key maker's string
+
+A hit costs one backend round trip (version, hold and entry are read together); removing a
+namespace costs one increment, whatever its size, and never scans the keyspace: entries of older
+versions are simply never read again and expire.
+
+After a removal, reads may still be served by a lagging replica. For READ_YOUR_WRITES_SECONDS
+the namespace (or the removed entry) is "held": calls run the function but do not store what
+it returns, so stale rows never make it back into the cache.
+"""
+
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
+import logging
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+from pydantic import TypeAdapter
+
 from core.config import config
-from core.helpers.cache.base import BaseBackend
+from core.db import in_transaction, on_commit
+from core.helpers.cache.base import BaseBackend, BaseKeyMaker, VersionedRead, versioned_key
+from core.helpers.cache.cache_tag import CacheTag
+from core.helpers.cache.key_maker import DefaultKeyMaker
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
 
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# An entry removed on purpose: a miss that must not be filled until it expires.
+TOMBSTONE = b""
+# A cache that does not answer within this is treated as down for the call.
+BACKEND_TIMEOUT_SECONDS = 0.5
+
+
+class CachedFunction:
+    """What `Cache.cached` knows about one decorated function."""
+
+    def __init__(
+        self,
+        function: Callable[..., Awaitable[Any]],
+        namespace: str,
+        ttl: float,
+        exclude: frozenset[str],
+    ) -> None:
+        self.function = function
+        self.namespace = namespace
+        self.ttl = ttl
+        self.exclude = exclude
+        self._adapter: TypeAdapter[Any] | None = None
+
+    @property
+    def adapter(self) -> TypeAdapter[Any]:
+        # Built on first use: return annotations may name classes defined after the function.
+        if self._adapter is None:
+            hints = typing.get_type_hints(self.function)
+            if "return" not in hints:
+                raise TypeError(
+                    f"{self.function.__qualname__} needs a return annotation to be cached: "
+                    "values are stored as JSON and read back as that type"
+                )
+            self._adapter = TypeAdapter(hints["return"])
+        return self._adapter
+
 
 class CacheManager:
-    """The process's cache: a backend chosen by settings, or set with `init()`."""
+    """The process's cache: a backend and a key maker, chosen by settings or by `init()`."""
 
     def __init__(self) -> None:
         self._backend: BaseBackend | None = None
+        self._key_maker: BaseKeyMaker = DefaultKeyMaker()
+        self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
 
-    def init(self, backend: BaseBackend) -> None:
-        self._backend = backend
+    def init(
+        self, backend: BaseBackend | None = None, key_maker: BaseKeyMaker | None = None
+    ) -> None:
+        if backend is not None:
+            self._backend = backend
+        if key_maker is not None:
+            self._key_maker = key_maker
 
     @property
     def backend(self) -> BaseBackend:
@@ -24,11 +101,172 @@ class CacheManager:
                 self._backend = InMemoryBackend()
         return self._backend
 
+    @property
+    def key_maker(self) -> BaseKeyMaker:
+        return self._key_maker
+
     async def close(self) -> None:
         """Close the backend's connections; the next use builds it from settings again."""
         if self._backend is not None:
             backend, self._backend = self._backend, None
             await backend.close()
+
+    # --- caching -------------------------------------------------------------------------
+
+    def cached(
+        self,
+        prefix: str | None = None,
+        *,
+        tag: CacheTag | str | None = None,
+        ttl: float = 60,
+        exclude: Iterable[str] = (),
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Cache an async function's results per argument values, for `ttl` seconds.
+
+        Give a `prefix` (one function's namespace) or a `tag` (shared by several functions);
+        `remove_by_prefix` / `remove_by_tag` drop the whole namespace. `exclude` names
+        arguments that must not be part of the key.
+        """
+        if (prefix is None) == (tag is None):
+            raise ValueError("give exactly one of prefix= or tag=")
+        namespace = str(prefix if prefix is not None else tag)
+
+        def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            spec = CachedFunction(function, namespace, ttl, frozenset(exclude))
+
+            @functools.wraps(function)
+            async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
+                return typing.cast(R, await self._call(spec, args, kwargs))
+
+            cached_call.__cached__ = spec  # type: ignore[attr-defined]
+            return cached_call
+
+        return decorate
+
+    async def _call(self, spec: CachedFunction, args: Any, kwargs: Any) -> Any:
+        call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
+        head = _namespace_key(spec.namespace)
+        read = await self._read(spec, head, call_key)
+        if read is not None and read.value and not read.held:
+            try:
+                return spec.adapter.validate_json(read.value)
+            except ValueError:
+                logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
+        store_under = read.version if read is not None and _may_store(read) else None
+        return await self._compute_once(spec, args, kwargs, head, call_key, store_under)
+
+    async def _read(self, spec: CachedFunction, head: str, call_key: str) -> VersionedRead | None:
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
+                return await self.backend.get_versioned(
+                    f"{head}:version", f"{head}:hold", head, call_key
+                )
+        except Exception as error:
+            logger.warning("cache read failed for %s (%r); calling through", spec.namespace, error)
+            return None
+
+    async def _compute_once(
+        self,
+        spec: CachedFunction,
+        args: Any,
+        kwargs: Any,
+        head: str,
+        call_key: str,
+        store_under: int | None,
+    ) -> Any:
+        """Run the function; concurrent misses of the same call in this process share one run."""
+        loop = asyncio.get_running_loop()
+        inflight_key = (id(loop), f"{head}:{call_key}")
+        running = self._inflight.get(inflight_key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._inflight[inflight_key] = future
+        try:
+            value = await spec.function(*args, **kwargs)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._inflight[inflight_key]
+        future.set_result(value)
+        if store_under is not None:
+            await self._store(spec, versioned_key(head, store_under, call_key), value)
+        return value
+
+    async def _store(self, spec: CachedFunction, key: str, value: Any) -> None:
+        try:
+            payload = spec.adapter.dump_json(value)
+            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
+                await self.backend.set(key, payload, spec.ttl)
+        except Exception as error:
+            logger.warning("cache write failed for %s (%r)", spec.namespace, error)
+
+    # --- invalidation --------------------------------------------------------------------
+
+    async def remove_by_prefix(self, prefix: str) -> None:
+        """Drop every entry cached under `prefix`; inside a transaction, once it commits."""
+        await self._after_commit(self._drop_namespace, prefix)
+
+    async def remove_by_tag(self, tag: CacheTag | str) -> None:
+        """Drop every entry cached under `tag`; inside a transaction, once it commits."""
+        await self._after_commit(self._drop_namespace, str(tag))
+
+    async def remove(
+        self, function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> None:
+        """Drop the one entry of `function(*args, **kwargs)`; inside a transaction, after it."""
+        spec: CachedFunction | None = getattr(function, "__cached__", None)
+        if spec is None:
+            raise TypeError(f"{function.__qualname__} is not decorated with Cache.cached")
+        if inspect.ismethod(function):
+            args = (function.__self__, *args)
+        call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
+        await self._after_commit(self._drop_entry, spec.namespace, call_key)
+
+    async def _after_commit(self, drop: Callable[..., Awaitable[None]], *args: str) -> None:
+        if in_transaction():
+            on_commit(lambda: drop(*args))
+        else:
+            await drop(*args)
+
+    async def _drop_namespace(self, namespace: str) -> None:
+        head = _namespace_key(namespace)
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
+                await self.backend.incr(f"{head}:version")
+                if _hold_seconds() > 0:
+                    await self.backend.set(f"{head}:hold", b"1", _hold_seconds())
+        except Exception as error:
+            logger.warning("could not drop cache namespace %s (%r)", namespace, error)
+
+    async def _drop_entry(self, namespace: str, call_key: str) -> None:
+        head = _namespace_key(namespace)
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
+                read = await self.backend.get_versioned(
+                    f"{head}:version", f"{head}:hold", head, call_key
+                )
+                key = versioned_key(head, read.version, call_key)
+                if _hold_seconds() > 0:
+                    await self.backend.set(key, TOMBSTONE, _hold_seconds())
+                else:
+                    await self.backend.delete(key)
+        except Exception as error:
+            logger.warning("could not drop a cache entry of %s (%r)", namespace, error)
+
+
+def _namespace_key(namespace: str) -> str:
+    return f"cache:{namespace}"
+
+
+def _hold_seconds() -> float:
+    return float(config.READ_YOUR_WRITES_SECONDS)
+
+
+def _may_store(read: VersionedRead) -> bool:
+    return not read.held and read.value != TOMBSTONE
 
 
 Cache = CacheManager()

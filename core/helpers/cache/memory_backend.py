@@ -4,7 +4,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from core.helpers.cache.base import BaseBackend
+from core.helpers.cache.base import BaseBackend, VersionedRead, versioned_key
 
 
 class InMemoryBackend(BaseBackend):
@@ -48,7 +48,7 @@ class InMemoryBackend(BaseBackend):
         for key in [key for key in self._entries if key.startswith(prefix)]:
             del self._entries[key]
 
-    async def incr(self, key: str, ttl: float) -> int:
+    async def incr(self, key: str, ttl: float | None = None) -> int:
         entry = self._entries.get(key)
         if self._live(key) is None or entry is None:
             await self.set(key, b"1", ttl)
@@ -57,6 +57,13 @@ class InMemoryBackend(BaseBackend):
         count = int(value) + 1
         self._entries[key] = (expires_at, str(count).encode())
         return count
+
+    async def get_versioned(
+        self, version_key: str, hold_key: str, head: str, tail: str
+    ) -> VersionedRead:
+        version = int(self._live(version_key) or 0)
+        held = self._live(hold_key) is not None
+        return VersionedRead(version, held, self._live(versioned_key(head, version, tail)))
 
     async def clear(self) -> None:
         self._entries.clear()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from core.helpers.cache.base import BaseBackend, CacheUnavailableError
+from core.helpers.cache.base import BaseBackend, CacheUnavailableError, VersionedRead
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +94,31 @@ class RedisBackend(BaseBackend):
 
         await self._call(scan_and_delete)
 
-    async def incr(self, key: str, ttl: float) -> int:
-        async def increment(redis: Redis) -> int:
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        if ttl is None:
+            return int(await self._call(lambda redis: redis.incr(key)))
+
+        async def increment_with_expiry(redis: Redis) -> int:
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.pexpire(key, max(1, int(ttl * 1000)), nx=True)
                 count, _ = await pipe.execute()
             return int(count)
 
-        return await self._call(increment)
+        return await self._call(increment_with_expiry)
+
+    async def get_versioned(
+        self, version_key: str, hold_key: str, head: str, tail: str
+    ) -> VersionedRead:
+        # The entry's key depends on the version, so both are read server-side in one trip.
+        async def read(redis: Redis) -> list[Any]:
+            return cast(
+                "list[Any]",
+                await redis.eval(_VERSIONED_GET, 2, version_key, hold_key, head, tail),
+            )
+
+        version, held, value = await self._call(read)
+        return VersionedRead(int(version), bool(held), value)
 
     async def ping(self) -> bool:
         return bool(await self._call(lambda redis: redis.ping()))
@@ -111,6 +127,15 @@ class RedisBackend(BaseBackend):
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+
+# The same layout as base.versioned_key, computed where the version is known.
+_VERSIONED_GET = """
+local version = redis.call('GET', KEYS[1]) or '0'
+local held = redis.call('EXISTS', KEYS[2])
+local value = redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])
+return {version, held, value}
+"""
 
 
 def _escape_glob(text: str) -> str:
