@@ -46,6 +46,8 @@ def main(env: str, debug: bool, host: str | None, port: int | None, workers: int
         workers=None if reload else workers,
         reload=reload,
         log_level=settings.LOG_LEVEL.lower(),
+        # The app configures logging itself (core/logging.py), the same way in every process.
+        log_config=None,
         proxy_headers=True,
     )
 

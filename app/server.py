@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -15,12 +14,15 @@ from app.auth import load_auth_state
 from core.config import config
 from core.db import databases
 from core.exceptions.handlers import install_exception_handlers
+from core.fastapi.dependencies import Logging
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
+    RequestContextMiddleware,
     SQLAlchemyMiddleware,
     TokenAuthBackend,
 )
 from core.helpers.cache import Cache
+from core.logging import configure_logging
 
 
 @asynccontextmanager
@@ -34,13 +36,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _middleware() -> list[Middleware]:
     # Outermost first. Authentication runs inside the session scope: it routes the session.
     middleware = [
+        Middleware(RequestContextMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, backend=TokenAuthBackend(load_auth_state)),
     ]
     if config.CORS_ORIGINS:
-        # Outermost, so preflight requests are answered before authentication.
+        # Before authentication, so preflight requests are answered without a token.
         middleware.insert(
-            0,
+            1,
             Middleware(
                 CORSMiddleware,
                 allow_origins=config.CORS_ORIGINS,
@@ -54,12 +57,13 @@ def _middleware() -> list[Middleware]:
 
 
 def create_app() -> FastAPI:
-    logging.basicConfig(level=config.LOG_LEVEL)
+    configure_logging()
     docs = bool(config.DOCS_ENABLED)
     app = FastAPI(
         title="API",
         debug=config.DEBUG,
         lifespan=lifespan,
+        dependencies=[Depends(Logging())],
         middleware=_middleware(),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
+from pydantic import BaseModel
 
 from app.role import UserRolesRead, UserRolesUpdate, role_service
 from app.user import IsSelf, User, UserCreate, UserPage, UserRead, UserUpdate, user_service
@@ -67,6 +68,21 @@ async def delete_user(user_id: UserId) -> Response:
     """Soft-delete a user; their tokens stop working at once."""
     await user_service.delete(user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class QueuedTask(BaseModel):
+    task_id: str
+
+
+@router.post(
+    "/{user_id}/welcome-email",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=QueuedTask,
+    dependencies=[Depends(admin)],
+)
+async def resend_welcome_email(user_id: UserId) -> QueuedTask:
+    """Queue the welcome mail again; follow it at /api/v1/tasks/{task_id}."""
+    return QueuedTask(task_id=await user_service.send_welcome_email(user_id))
 
 
 @router.put("/{user_id}/roles", response_model=UserRolesRead, dependencies=[Depends(admin)])

@@ -5,6 +5,7 @@ import binascii
 
 from sqlalchemy.exc import IntegrityError
 
+from app.user.events import UserCreated, UserCreatedParameter
 from app.user.exceptions import (
     DuplicateEmailException,
     InvalidCursorException,
@@ -13,9 +14,11 @@ from app.user.exceptions import (
 from app.user.models import User
 from app.user.repository import UserRepository
 from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
+from app.user.tasks import send_welcome_email
 from core.db import Transactional
 from core.db.base import utcnow
 from core.helpers.cache import Cache, CacheTag
+from core.helpers.event import event_handler
 from core.security.auth_state import forget_auth_state_after_commit
 from core.security.passwords import hash_password
 
@@ -49,6 +52,7 @@ class UserService:
             # The unique constraint decides, so two concurrent registrations cannot both win.
             raise DuplicateEmailException() from error
         await Cache.remove_by_tag(CacheTag.GET_USER_LIST)
+        await event_handler.store(UserCreated, UserCreatedParameter(user_id=user.id))
         return user
 
     async def get(self, user_id: int) -> User:
@@ -61,6 +65,11 @@ class UserService:
     async def get_read(self, user_id: int) -> UserRead:
         """What the API shows of a user, cached until the user changes."""
         return UserRead.model_validate(await self.get(user_id))
+
+    async def send_welcome_email(self, user_id: int) -> str:
+        """Queue the welcome mail again; returns the task id."""
+        await self.get(user_id)
+        return str(send_welcome_email.delay(user_id).id)
 
     async def find_by_email(self, email: str) -> User | None:
         return await self.repository.get_by_email(email)

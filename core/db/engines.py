@@ -6,9 +6,11 @@ time. `pool_pre_ping` makes a restarted server cost nothing more than one reconn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -111,51 +113,75 @@ class ReaderFallback:
                 raise DisconnectionError("retrying the read replica")
 
 
+@dataclass
+class EnginePair:
+    writer: AsyncEngine
+    reader: AsyncEngine
+    reader_fallback: ReaderFallback | None
+
+
+def _build_engines() -> EnginePair:
+    writer_url = make_url(config.writer_db_url)
+    reader_url = make_url(config.reader_db_url)
+    writer = create_async_engine(writer_url, **_engine_options(writer_url))
+    if _is_sqlite(writer_url):
+        _enable_sqlite_pragmas(writer)
+    if reader_url == writer_url or _is_sqlite(reader_url):
+        return EnginePair(writer, writer, None)
+    fallback = ReaderFallback(reader_url, writer_url)
+    reader = create_async_engine(
+        reader_url, async_creator=fallback.connect, **_engine_options(reader_url)
+    )
+    fallback.install(reader)
+    return EnginePair(writer, reader, fallback)
+
+
 class Databases:
-    """The process's engines. One engine serves both roles when there is no separate reader."""
+    """The engines, one pair per event loop, built on first use there.
+
+    Database connections belong to the event loop that opened them. An API process has one
+    loop; a Celery worker process has its own; an eager task run from inside a request runs on
+    another thread's loop. Each gets its own pools, so none ever touches another's connections.
+    """
 
     def __init__(self) -> None:
-        self._writer: AsyncEngine | None = None
-        self._reader: AsyncEngine | None = None
-        self.reader_fallback: ReaderFallback | None = None
+        self._by_loop: dict[asyncio.AbstractEventLoop, EnginePair] = {}
+
+    def _pair(self) -> EnginePair:
+        loop = asyncio.get_running_loop()
+        pair = self._by_loop.get(loop)
+        if pair is None:
+            pair = self._by_loop[loop] = _build_engines()
+        return pair
 
     @property
     def writer(self) -> AsyncEngine:
-        if self._writer is None:
-            url = make_url(config.writer_db_url)
-            self._writer = create_async_engine(url, **_engine_options(url))
-            if _is_sqlite(url):
-                _enable_sqlite_pragmas(self._writer)
-        return self._writer
+        return self._pair().writer
 
     @property
     def reader(self) -> AsyncEngine:
-        if self._reader is None:
-            writer_url = make_url(config.writer_db_url)
-            reader_url = make_url(config.reader_db_url)
-            if reader_url == writer_url or _is_sqlite(reader_url):
-                self._reader = self.writer
-            else:
-                self.reader_fallback = ReaderFallback(reader_url, writer_url)
-                self._reader = create_async_engine(
-                    reader_url,
-                    async_creator=self.reader_fallback.connect,
-                    **_engine_options(reader_url),
-                )
-                self.reader_fallback.install(self._reader)
-        return self._reader
+        return self._pair().reader
+
+    @property
+    def reader_fallback(self) -> ReaderFallback | None:
+        return self._pair().reader_fallback
 
     @property
     def has_separate_reader(self) -> bool:
-        return self.reader is not self.writer
+        pair = self._pair()
+        return pair.reader is not pair.writer
 
     async def dispose(self) -> None:
-        """Close every pooled connection; the next use builds the engines again."""
-        engines = {engine for engine in (self._writer, self._reader) if engine is not None}
-        self._writer = self._reader = None
-        self.reader_fallback = None
-        for engine in engines:
-            await engine.dispose()
+        """Close this loop's pooled connections; the next use there builds new engines."""
+        pair = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if pair is not None:
+            await pair.writer.dispose()
+            if pair.reader is not pair.writer:
+                await pair.reader.dispose()
+
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's engines without touching their sockets."""
+        self._by_loop.clear()
 
 
 databases = Databases()

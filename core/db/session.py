@@ -49,7 +49,7 @@ class RoutingState:
     wrote: bool = False
     depth: int = 0
     rollback_only: bool = False
-    after_commit: list[AfterCommit] = field(default_factory=list)
+    after_commit: list[tuple[AfterCommit, bool]] = field(default_factory=list)
 
 
 _STATE_KEY = "routing_state"
@@ -150,6 +150,11 @@ def has_written() -> bool:
     return routing_state(session().sync_session).wrote
 
 
+def in_unit_of_work() -> bool:
+    """Whether a session scope (a request, a task run, `session_scope()`) is active here."""
+    return _scope_id.get() is not None
+
+
 def in_transaction() -> bool:
     """Whether the current code runs inside a `@Transactional` block."""
     if _scope_id.get() is None or not session.registry.has():
@@ -157,14 +162,16 @@ def in_transaction() -> bool:
     return routing_state(session().sync_session).depth > 0
 
 
-def on_commit(callback: AfterCommit) -> None:
+def on_commit(callback: AfterCommit, *, propagate_errors: bool = False) -> None:
     """Run `callback` once the current `@Transactional` block has committed; never on rollback.
 
+    A failing callback is logged and the others still run; with `propagate_errors` its error
+    is raised to the caller of the transaction afterwards (the data stays committed).
     Outside a transaction there is nothing to wait for: a plain callback runs now, and a
     coroutine function is started as a task on the running loop.
     """
     if in_transaction():
-        routing_state(session().sync_session).after_commit.append(callback)
+        routing_state(session().sync_session).after_commit.append((callback, propagate_errors))
         return
     result = callback()
     if inspect.isawaitable(result):
@@ -186,15 +193,20 @@ def _start_background(awaitable: Awaitable[Any]) -> None:
     task.add_done_callback(_background.discard)
 
 
-async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
-    # The data is committed whatever happens here, so a failing callback is logged, not raised.
-    for callback in callbacks:
+async def _run_after_commit(callbacks: list[tuple[AfterCommit, bool]]) -> None:
+    # The data is committed whatever happens here: every callback gets its turn.
+    first_error: Exception | None = None
+    for callback, propagate in callbacks:
         try:
             result = callback()
             if inspect.isawaitable(result):
                 await result
-        except Exception:
+        except Exception as error:
             logger.exception("an after-commit callback failed: %r", callback)
+            if propagate and first_error is None:
+                first_error = error
+    if first_error is not None:
+        raise first_error
 
 
 class Transactional:

@@ -1,3 +1,4 @@
+from core.fastapi.dependencies.logging import Logging
 from core.fastapi.dependencies.permissions import (
     AllowAll,
     AnyOf,
@@ -15,5 +16,6 @@ __all__ = [
     "HasPermission",
     "IsAdmin",
     "IsAuthenticated",
+    "Logging",
     "PermissionDependency",
 ]

@@ -1,4 +1,10 @@
 from core.fastapi.middlewares.authentication import AuthenticationMiddleware, TokenAuthBackend
+from core.fastapi.middlewares.request_context import RequestContextMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
 
-__all__ = ["AuthenticationMiddleware", "SQLAlchemyMiddleware", "TokenAuthBackend"]
+__all__ = [
+    "AuthenticationMiddleware",
+    "RequestContextMiddleware",
+    "SQLAlchemyMiddleware",
+    "TokenAuthBackend",
+]

@@ -71,7 +71,10 @@ class BaseBackend(ABC):
         return VersionedRead(version, hold is not None, value)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
-        """Release connections; the backend may be used again afterwards."""
+        """Release this event loop's connections; the backend may be used again afterwards."""
+
+    def forget_inherited(self) -> None:  # noqa: B027 - optional hook, nothing to drop by default
+        """In a forked child process: drop connections inherited from the parent, unclosed."""
 
 
 class BaseKeyMaker(ABC):

@@ -106,10 +106,18 @@ class CacheManager:
         return self._key_maker
 
     async def close(self) -> None:
-        """Close the backend's connections; the next use builds it from settings again."""
+        """Close the backend's connections of this event loop; it reconnects when used again."""
         if self._backend is not None:
-            backend, self._backend = self._backend, None
-            await backend.close()
+            await self._backend.close()
+
+    def forget_inherited(self) -> None:
+        """In a forked child process: drop the parent's connections without closing them."""
+        if self._backend is not None:
+            self._backend.forget_inherited()
+
+    def reset(self) -> None:
+        """Forget the backend; the next use builds one from the settings again."""
+        self._backend = None
 
     # --- caching -------------------------------------------------------------------------
 

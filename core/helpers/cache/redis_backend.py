@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,14 +38,17 @@ class RedisBackend(BaseBackend):
         self.timeout = timeout
         self.retry_seconds = retry_seconds
         self.max_connections = max_connections
-        self._client: Redis | None = None
+        self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
         self._down_until = 0.0
 
     @property
     def client(self) -> Redis:
-        # Made on first use, inside the event loop (and the process) that will use it.
-        if self._client is None:
-            self._client = Redis.from_url(
+        # One client per event loop, made there on first use: connections belong to the loop
+        # (and the process) that opened them.
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = Redis.from_url(
                 self.url,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
@@ -54,7 +58,7 @@ class RedisBackend(BaseBackend):
                 retry=Retry(NoBackoff(), retries=1),
                 retry_on_error=[RedisConnectionError],
             )
-        return self._client
+        return client
 
     async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
         if time.monotonic() < self._down_until:
@@ -124,9 +128,13 @@ class RedisBackend(BaseBackend):
         return bool(await self._call(lambda redis: redis.ping()))
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
             await client.aclose()
+
+    def forget_inherited(self) -> None:
+        """In a forked child: drop the parent's clients without touching their sockets."""
+        self._clients.clear()
 
 
 # The same layout as base.versioned_key, computed where the version is known.

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel
+
+from celery_task import celery_app
+from core.fastapi.dependencies import IsAuthenticated, PermissionDependency
+
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[Depends(PermissionDependency([IsAuthenticated]))],
+)
+
+TaskId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+class TaskStatus(BaseModel):
+    task_id: str
+    state: str
+    result: Any = None
+    error: str | None = None
+
+
+def _read_status(task_id: str) -> TaskStatus:
+    outcome = celery_app.AsyncResult(task_id)
+    state = outcome.state
+    if state == "SUCCESS":
+        return TaskStatus(task_id=task_id, state=state, result=outcome.result)
+    if state == "FAILURE":
+        # The error's type only: its message may hold data the caller must not see.
+        return TaskStatus(task_id=task_id, state=state, error=type(outcome.result).__name__)
+    return TaskStatus(task_id=task_id, state=state)
+
+
+@router.get("/{task_id}", response_model=TaskStatus)
+async def get_task(task_id: TaskId) -> TaskStatus:
+    """A background task's state (PENDING also for ids nobody knows) and its result."""
+    # The result backend client is synchronous: keep it off the event loop.
+    return await to_thread.run_sync(_read_status, task_id)

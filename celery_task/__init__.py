@@ -1,0 +1,5 @@
+from celery_task import signals as _signals  # noqa: F401 - connects the worker signal handlers
+from celery_task.application import AppTask, BrokerUnavailableException, celery_app
+from celery_task.async_task import async_task
+
+__all__ = ["AppTask", "BrokerUnavailableException", "async_task", "celery_app"]

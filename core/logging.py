@@ -1,0 +1,76 @@
+"""Logging for the API and the workers: one format, request id and user id on every line.
+
+`LOG_JSON=true` writes one JSON object per line (for log shippers); otherwise plain text.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from core.config import config
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+user_id_var: ContextVar[int | None] = ContextVar("user_id", default=None)
+
+TEXT_FORMAT = (
+    "%(asctime)s %(levelname)s %(name)s [request_id=%(request_id)s user_id=%(user_id)s] %(message)s"
+)
+
+
+class ContextFilter(logging.Filter):
+    """Puts the current request id and user id on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get() or "-"
+        if not hasattr(record, "user_id"):
+            record.user_id = user_id_var.get() or "-"
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    # Attributes every LogRecord has; anything else on a record came from `extra=`.
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+        "message",
+        "asctime",
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry |= {k: v for k, v in vars(record).items() if k not in self._STANDARD}
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class _ProjectHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler this module installed, so configuring again replaces only it."""
+
+
+def configure_logging() -> None:
+    """Send every log line through one handler on the root logger, per LOG_JSON / LOG_LEVEL."""
+    handler = _ProjectHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JSONFormatter() if config.LOG_JSON else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for existing in [h for h in root.handlers if isinstance(h, _ProjectHandler)]:
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(config.LOG_LEVEL)
+    # Servers' own loggers go through the same handler instead of their own.
+    for name in ("uvicorn", "uvicorn.error", "celery"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    # Our access log line replaces uvicorn's.
+    logging.getLogger("uvicorn.access").disabled = True
