@@ -45,5 +45,5 @@ migration: venv ## alembic autogenerate: make migration m="add orders"
 	@test -n "$(m)" || (echo 'usage: make migration m="what changed"' && exit 2)
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
-superuser: venv ## create or promote an admin (FIRST_SUPERUSER_EMAIL / _PASSWORD, or prompts)
+superuser: venv ## create or promote an admin from FIRST_SUPERUSER_EMAIL / _PASSWORD
 	$(BIN)/python -m app.scripts.create_superuser

@@ -16,9 +16,11 @@ from core.config import ENVS, ConfigError, load_config
     "--env",
     "env",
     type=click.Choice(ENVS),
+    envvar="ENV",
     default="local",
     show_default=True,
-    help="local: embedded defaults and reload; dev: the compose stack; prod: no reload, no docs.",
+    help="local: embedded defaults and reload; dev: the compose stack; prod: no reload, no docs. "
+    "Defaults to $ENV.",
 )
 @click.option("--debug", is_flag=True, help="Debug mode and DEBUG logs.")
 @click.option("--host", default=None, help="Bind address (default: APP_HOST).")

@@ -4,13 +4,16 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Literal
 
+from anyio import to_thread
 from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
+from celery_task import celery_app
 from core.db import databases
+from core.helpers.cache import Cache
 
 router = APIRouter(tags=["health"])
 
@@ -54,14 +57,31 @@ async def _check(probe: Awaitable[CheckState]) -> str:
         return f"down: {type(error).__name__}"
 
 
+async def _cache_state() -> CheckState:
+    await Cache.backend.get("ready:probe")
+    return "ok"
+
+
+def _connect_to_broker() -> None:
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_SECONDS)
+
+
+async def _broker_state() -> CheckState:
+    await to_thread.run_sync(_connect_to_broker)
+    return "ok"
+
+
 @router.get("/ready", response_model=Readiness)
 async def ready(response: Response) -> Readiness:
-    """Readiness: the writer and the reader answer (a reader outage only degrades reads)."""
+    """Readiness: 503 when the writer is down; a reader, cache or broker outage degrades."""
     checks = {"writer": await _check(_writer_state(databases.writer))}
     if databases.has_separate_reader:
         checks["reader"] = await _check(_reader_state(databases.reader))
     else:
         checks["reader"] = "ok" if checks["writer"] == "ok" else checks["writer"]
+    checks["cache"] = await _check(_cache_state())
+    checks["broker"] = await _check(_broker_state())
     if checks["writer"] != "ok":
         response.status_code = 503
         return Readiness(status="unavailable", checks=checks)

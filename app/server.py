@@ -28,9 +28,13 @@ from core.logging import configure_logging
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Engines are built on first use; what was built is closed here, after the last request.
-    yield
-    await databases.dispose()
-    await Cache.close()
+    try:
+        yield
+    finally:
+        try:
+            await databases.dispose()
+        finally:
+            await Cache.close()
 
 
 def _middleware() -> list[Middleware]:
@@ -61,7 +65,6 @@ def create_app() -> FastAPI:
     docs = bool(config.DOCS_ENABLED)
     app = FastAPI(
         title="API",
-        debug=config.DEBUG,
         lifespan=lifespan,
         dependencies=[Depends(Logging())],
         middleware=_middleware(),

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
             problems.append("WRITER_DB_URL is not set")
         if not self.READER_DB_URL:
             problems.append("READER_DB_URL is not set (set it to WRITER_DB_URL to run without one)")
+        if not self.REDIS_URL:
+            # Auth state, login throttling and read-your-writes must be shared by all processes.
+            problems.append("REDIS_URL is not set")
+        elif self.CACHE_BACKEND == "memory":
+            problems.append("CACHE_BACKEND=memory keeps a cache per process; use redis")
         if self.WRITER_DB_URL and self.WRITER_DB_URL.startswith("sqlite"):
             problems.append("WRITER_DB_URL points at SQLite, which is for local use only")
         return problems

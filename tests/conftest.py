@@ -48,7 +48,10 @@ def test_settings(stack: ServerStack) -> Iterator[None]:
         "ENV": "test",
         "WRITER_DB_URL": stack.primary.dsn(),
         "READER_DB_URL": stack.replica.dsn(),
-        "REDIS_URL": stack.redis.url,
+        # Cache, broker and results in separate databases: tests empty the cache freely.
+        "REDIS_URL": stack.redis.url_for(0),
+        "CELERY_BROKER_URL": stack.redis.url_for(1),
+        "CELERY_BACKEND_URL": stack.redis.url_for(2),
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
     }
     saved = {name: os.environ.get(name) for name in env}

@@ -19,7 +19,16 @@ import main
 from core.config import reset_config
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTING_NAMES = ("ENV", "WRITER_DB_URL", "READER_DB_URL", "JWT_SECRET_KEY", "REDIS_URL", "DEBUG")
+SETTING_NAMES = (
+    "ENV",
+    "WRITER_DB_URL",
+    "READER_DB_URL",
+    "JWT_SECRET_KEY",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_BACKEND_URL",
+    "DEBUG",
+)
 
 
 def bare_environment() -> dict[str, str]:
@@ -41,8 +50,18 @@ def test_prod_refuses_to_start_and_names_every_missing_setting() -> None:
     result = CliRunner().invoke(main.main, ["--env", "prod"])
 
     assert result.exit_code == 2
-    for name in ("JWT_SECRET_KEY", "WRITER_DB_URL", "READER_DB_URL"):
+    for name in ("JWT_SECRET_KEY", "WRITER_DB_URL", "READER_DB_URL", "REDIS_URL"):
         assert name in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_env_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENV", "prod")
+
+    result = CliRunner().invoke(main.main, [])
+
+    assert result.exit_code == 2
+    assert "refusing to start in prod" in result.output
 
 
 @pytest.mark.usefixtures("unconfigured")
@@ -50,6 +69,7 @@ def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JWT_SECRET_KEY", "short")
     monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
     monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 
     result = CliRunner().invoke(main.main, ["--env", "prod"])
 

@@ -55,10 +55,13 @@ async def get_user(user_id: UserId) -> UserRead:
     return await user_service.get_read(user_id)
 
 
-@router.patch("/{user_id}", response_model=UserRead, dependencies=[Depends(self_or_admin)])
-async def update_user(user_id: UserId, body: UserUpdate) -> User:
-    """Change nickname or password; a new password ends every session of the user."""
-    return await user_service.update(user_id, body)
+@router.patch("/{user_id}", response_model=UserRead)
+async def update_user(
+    user_id: UserId, body: UserUpdate, caller: CurrentUser = Depends(self_or_admin)
+) -> User:
+    """Change nickname or password (yours needs current_password); ends the user's sessions."""
+    own_password = caller.id == user_id and not caller.is_admin
+    return await user_service.update(user_id, body, require_current_password=own_password)
 
 
 @router.delete(

@@ -7,9 +7,9 @@ from app.auth.models import AuthSession
 from app.auth.repository import AuthSessionRepository, AuthStateQueries
 from app.auth.schemas import LoginRequest, TokenPair
 from app.auth.throttle import LoginThrottle, login_throttle
-from app.user import User, user_service
+from app.user import user_service
 from core.config import config
-from core.db import Transactional, session_factory, use_writer
+from core.db import Transactional, session_factory
 from core.db.base import utcnow
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.auth_state import (
@@ -38,23 +38,25 @@ class AuthService:
         self._dummy_hash: str | None = None
 
     async def login(self, data: LoginRequest, client_address: str) -> TokenPair:
-        await self.throttle.check(data.email, client_address)
-        # Who may log in is decided on the writer: a replica may not have the account yet.
-        use_writer()
-        user = await user_service.find_by_email(data.email)
+        await self.throttle.reserve_attempt(data.email, client_address)
+        # Read on the writer (a replica may not have the account yet), in a session that is
+        # closed again before the slow password check.
+        credentials = await user_service.credentials(data.email)
         # An unknown email costs the same hash verification as a wrong password, so the
         # response time does not tell which one it was.
-        stored_hash = user.password_hash if user else await self._dummy_password_hash()
+        stored_hash = credentials.password_hash if credentials else await self._dummy_hash_()
         valid, upgraded_hash = await verify_password(data.password, stored_hash)
-        if user is None or not valid:
+        if credentials is None or not valid:
             await self.throttle.record_failure(data.email, client_address)
             raise InvalidCredentialsException()
         await self.throttle.record_success(data.email)
         if upgraded_hash is not None:
-            await user_service.replace_password_hash(user, upgraded_hash)
-        tokens = await self._start_session(user)
+            await user_service.upgrade_password_hash(
+                credentials.user_id, credentials.password_hash, upgraded_hash
+            )
+        tokens = await self._start_session(credentials.user_id, credentials.token_version)
         # The client's next requests use the new token at once; let them read from the writer.
-        await remember_recent_write(user.id)
+        await remember_recent_write(credentials.user_id)
         return tokens
 
     async def refresh(self, refresh_token: str) -> TokenPair:
@@ -70,13 +72,13 @@ class AuthService:
             await self._revoke(user.session_id, user.id)
 
     @Transactional()
-    async def _start_session(self, user: User) -> TokenPair:
+    async def _start_session(self, user_id: int, token_version: int) -> TokenPair:
         session_id, refresh_jti = new_token_id(), new_token_id()
-        tokens, refresh_claims = self._issue(user.id, session_id, refresh_jti, user.token_version)
+        tokens, refresh_claims = self._issue(user_id, session_id, refresh_jti, token_version)
         await self.repository.add(
             AuthSession(
                 id=session_id,
-                user_id=user.id,
+                user_id=user_id,
                 refresh_jti=refresh_jti,
                 expires_at=refresh_claims.expires_at,
             )
@@ -132,7 +134,7 @@ class AuthService:
         )
         return tokens, refresh_claims
 
-    async def _dummy_password_hash(self) -> str:
+    async def _dummy_hash_(self) -> str:
         if self._dummy_hash is None:
             self._dummy_hash = await hash_password(new_token_id())
         return self._dummy_hash

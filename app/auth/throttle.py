@@ -1,19 +1,20 @@
-"""Login throttling: failures counted per account, and (more loosely) per client address.
+"""Login throttling: attempts counted per account, failures (more loosely) per client address.
 
-Attempts on a locked account are refused without counting against the address, so one
-attacker hammering one account locks that account only, not everyone behind the same address.
-Without a cache the throttle is off (it fails open) and says so in the log.
+An attempt on an account is reserved before the password is checked, atomically, so parallel
+guesses cannot slip past the limit while the slow hash runs. Attempts on a locked account are
+refused without counting against the address, so one attacker hammering one account locks
+that account only, not everyone behind the same address. A successful login clears its
+account's count. Without a cache the throttle is off (it fails open) and says so in the log.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
 
 from app.auth.exceptions import TooManyLoginAttemptsException
-from core.helpers.cache import Cache, CacheUnavailableError
+from core.helpers.cache import Cache
 
 logger = logging.getLogger(__name__)
 
@@ -34,34 +35,50 @@ class LoginThrottle:
     def _keys(self, kind: str, email: str, address: str) -> tuple[str, str]:
         return f"login:{kind}:account:{self._account(email)}", f"login:{kind}:address:{address}"
 
-    async def check(self, email: str, address: str) -> None:
-        """Raise 429 with Retry-After while the account or the address is locked."""
+    async def reserve_attempt(self, email: str, address: str) -> None:
+        """Count this attempt; raise 429 with Retry-After if the account or address is locked."""
+        account_lock, address_lock = self._keys("lock", email, address)
+        account_attempts, _ = self._keys("attempts", email, address)
         try:
-            locks = await Cache.backend.get_many(self._keys("lock", email, address))
-        except CacheUnavailableError:
-            logger.warning("login throttling is off: the cache is unavailable")
-            return
+            locks = await Cache.backend.get_many([account_lock, address_lock])
+            self._refuse_if_locked(locks)
+            if await Cache.backend.incr(account_attempts, self.window_seconds) > self.account_limit:
+                await self._lock(account_lock)
+                self._refuse_if_locked([str(time.time() + self.window_seconds).encode()])
+        except TooManyLoginAttemptsException:
+            raise
+        except Exception as error:
+            logger.warning("login throttling is off: the cache is unavailable (%r)", error)
+
+    async def record_failure(self, email: str, address: str) -> None:
+        _, address_failures = self._keys("failures", email, address)
+        _, address_lock = self._keys("lock", email, address)
+        try:
+            if (
+                await Cache.backend.incr(address_failures, self.window_seconds)
+                >= self.address_limit
+            ):
+                await self._lock(address_lock)
+        except Exception as error:
+            logger.warning("login throttling is off: the cache is unavailable (%r)", error)
+
+    async def record_success(self, email: str) -> None:
+        account_attempts, _ = self._keys("attempts", email, "")
+        try:
+            await Cache.backend.delete(account_attempts)
+        except Exception as error:
+            logger.warning("could not reset login attempts (%r)", error)
+
+    async def _lock(self, key: str) -> None:
+        unlock_at = str(time.time() + self.window_seconds).encode()
+        await Cache.backend.set(key, unlock_at, self.window_seconds)
+
+    @staticmethod
+    def _refuse_if_locked(locks: list[bytes | None]) -> None:
         unlock_times = [float(lock) for lock in locks if lock is not None]
         if unlock_times:
             retry_after = int(max(unlock_times) - time.time()) + 1
             raise TooManyLoginAttemptsException(retry_after=retry_after)
-
-    async def record_failure(self, email: str, address: str) -> None:
-        limits = (self.account_limit, self.address_limit)
-        failures = self._keys("failures", email, address)
-        locks = self._keys("lock", email, address)
-        try:
-            for failure_key, lock_key, limit in zip(failures, locks, limits, strict=True):
-                if await Cache.backend.incr(failure_key, self.window_seconds) >= limit:
-                    unlock_at = str(time.time() + self.window_seconds).encode()
-                    await Cache.backend.set(lock_key, unlock_at, self.window_seconds)
-        except CacheUnavailableError:
-            logger.warning("login throttling is off: the cache is unavailable")
-
-    async def record_success(self, email: str) -> None:
-        account_failures, _ = self._keys("failures", email, "")
-        with contextlib.suppress(CacheUnavailableError):
-            await Cache.backend.delete(account_failures)
 
 
 login_throttle = LoginThrottle()

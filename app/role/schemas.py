@@ -4,7 +4,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.helpers.validators import no_control_characters
+
 RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+Description = Annotated[str, AfterValidator(no_control_characters), Field(max_length=255)]
 PermissionCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$", max_length=64)]
 
 
@@ -16,7 +19,7 @@ class RoleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: RoleName
-    description: str = Field(default="", max_length=255)
+    description: Description = ""
     permissions: Annotated[list[PermissionCode], AfterValidator(_sorted_unique)] = Field(
         default_factory=list, max_length=100
     )
@@ -27,7 +30,7 @@ class RoleUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=255)
+    description: Description | None = None
     permissions: Annotated[list[PermissionCode], AfterValidator(_sorted_unique)] | None = Field(
         default=None, max_length=100
     )

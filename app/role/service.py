@@ -49,7 +49,8 @@ class RoleService:
 
     @Transactional()
     async def set_user_roles(self, user_id: int, data: UserRolesUpdate) -> UserRolesRead:
-        await user_service.get(user_id)
+        # Locked, so concurrent assignments to one user take turns instead of colliding.
+        await user_service.lock(user_id)
         roles = await self.repository.get_by_names(data.roles)
         if len(roles) != len(data.roles):
             missing = sorted(set(data.roles) - {role.name for role in roles})

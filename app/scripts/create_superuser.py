@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from app.user import user_service
+from app.user import DuplicateEmailException, user_service
 from core.db import databases, session_scope
 from core.helpers.cache import Cache
 
@@ -34,7 +34,7 @@ async def _create_or_promote(email: str, password: str | None) -> tuple[int, boo
 def main(email: str, password: str | None) -> None:
     try:
         user_id, _ = asyncio.run(_create_or_promote(email.strip().lower(), password))
-    except ValueError as error:
+    except (ValueError, DuplicateEmailException) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     click.echo(f"{email} (id {user_id}) is an admin")

@@ -1,4 +1,9 @@
-from core.exceptions import BadRequestException, ConflictException, NotFoundException
+from core.exceptions import (
+    BadRequestException,
+    ConflictException,
+    ForbiddenException,
+    NotFoundException,
+)
 
 
 class DuplicateEmailException(ConflictException):
@@ -14,3 +19,8 @@ class UserNotFoundException(NotFoundException):
 class InvalidCursorException(BadRequestException):
     error_code = "USER__INVALID_CURSOR"
     detail = "The cursor is not one this API returned."
+
+
+class WrongCurrentPasswordException(ForbiddenException):
+    error_code = "USER__WRONG_CURRENT_PASSWORD"
+    detail = "To change your password, send your current one as current_password."

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.user.models import User
-from core.db import session
+from core.db import session, session_factory
+
+
+class Credentials(NamedTuple):
+    user_id: int
+    password_hash: str
+    token_version: int
 
 
 class UserRepository:
@@ -15,11 +22,42 @@ class UserRepository:
         query = select(User).where(User.id == user_id, User.deleted_at.is_(None))
         return (await session.execute(query)).scalar_one_or_none()
 
-    async def get_by_email(self, email: str, *, include_deleted: bool = False) -> User | None:
-        query = select(User).where(User.email == email.lower())
-        if not include_deleted:
-            query = query.where(User.deleted_at.is_(None))
+    async def get_by_email(self, email: str) -> User | None:
+        query = select(User).where(User.email == email.lower(), User.deleted_at.is_(None))
         return (await session.execute(query)).scalar_one_or_none()
+
+    async def lock(self, user_id: int) -> User | None:
+        """The live user, its row locked until the transaction ends."""
+        query = select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def credentials(self, email: str) -> Credentials | None:
+        """What a login checks, read on the writer in a session of its own: its connection is
+        back in the pool before the (slow) password check starts."""
+        query = select(User.id, User.password_hash, User.token_version).where(
+            User.email == email.lower(), User.deleted_at.is_(None)
+        )
+        async with session_factory(use_writer=True) as own:
+            row = (await own.execute(query)).one_or_none()
+        return None if row is None else Credentials(*row)
+
+    async def bump_token_version(self, user_id: int) -> None:
+        # In SQL, so concurrent bumps all count.
+        await session.execute(
+            update(User)
+            .where(User.id == user_id)
+            .values(token_version=User.token_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def replace_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> None:
+        """Swap the hash only if it is still `old_hash`: a password changed meanwhile wins."""
+        await session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_hash == old_hash)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
 
     async def list_after(self, after_id: int, limit: int) -> Sequence[User]:
         """Live users with ids above `after_id`, in id order: keyset pagination stays stable

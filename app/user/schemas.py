@@ -5,9 +5,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
+from core.helpers.validators import no_control_characters
+
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-Nickname = Annotated[str, AfterValidator(str.strip), Field(min_length=1, max_length=64)]
+Nickname = Annotated[
+    str,
+    AfterValidator(no_control_characters),
+    AfterValidator(str.strip),
+    Field(min_length=1, max_length=64),
+]
 
 
 class UserCreate(BaseModel):
@@ -25,6 +32,7 @@ class UserUpdate(BaseModel):
 
     nickname: Nickname | None = None
     password: Password | None = None
+    current_password: str | None = Field(default=None, max_length=128)
 
 
 class UserRead(BaseModel):

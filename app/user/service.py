@@ -10,9 +10,10 @@ from app.user.exceptions import (
     DuplicateEmailException,
     InvalidCursorException,
     UserNotFoundException,
+    WrongCurrentPasswordException,
 )
 from app.user.models import User
-from app.user.repository import UserRepository
+from app.user.repository import Credentials, UserRepository
 from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
 from app.user.tasks import send_welcome_email
 from core.db import Transactional
@@ -20,7 +21,7 @@ from core.db.base import utcnow
 from core.helpers.cache import Cache, CacheTag
 from core.helpers.event import event_handler
 from core.security.auth_state import forget_auth_state_after_commit
-from core.security.passwords import hash_password
+from core.security.passwords import hash_password, verify_password
 
 
 def encode_cursor(user_id: int) -> str:
@@ -30,9 +31,10 @@ def encode_cursor(user_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("u"):
+        user_id = int(raw[1:]) if raw.startswith("u") else -1
+        if not 0 <= user_id < 2**63:
             raise ValueError(raw)
-        return int(raw[1:])
+        return user_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as error:
         raise InvalidCursorException() from error
 
@@ -71,8 +73,15 @@ class UserService:
         await self.get(user_id)
         return str(send_welcome_email.delay(user_id).id)
 
-    async def find_by_email(self, email: str) -> User | None:
-        return await self.repository.get_by_email(email)
+    async def lock(self, user_id: int) -> User:
+        """The user, its row locked until the surrounding transaction ends."""
+        user = await self.repository.lock(user_id)
+        if user is None:
+            raise UserNotFoundException()
+        return user
+
+    async def credentials(self, email: str) -> Credentials | None:
+        return await self.repository.credentials(email)
 
     @Cache.cached(tag=CacheTag.GET_USER_LIST, ttl=60)
     async def list_page(self, limit: int, cursor: str | None) -> UserPage:
@@ -85,30 +94,48 @@ class UserService:
             next_cursor=encode_cursor(page[-1].id) if has_more else None,
         )
 
-    @Transactional()
-    async def update(self, user_id: int, data: UserUpdate) -> User:
-        user = await self.get(user_id)
-        if data.nickname is not None:
-            user.nickname = data.nickname
+    async def update(
+        self, user_id: int, data: UserUpdate, *, require_current_password: bool = False
+    ) -> User:
+        """Apply a profile change. `require_current_password`: the caller is changing their own
+        password and must prove they know the old one (a stolen access token is not enough)."""
+        new_hash = None
         if data.password is not None:
-            user.password_hash = await hash_password(data.password)
-            self._end_all_sessions(user)
+            if require_current_password:
+                await self._check_current_password(user_id, data.current_password)
+            # Hashed before the transaction: no connection is held during the slow part.
+            new_hash = await hash_password(data.password)
+        return await self._apply_update(user_id, data.nickname, new_hash)
+
+    @Transactional()
+    async def _apply_update(self, user_id: int, nickname: str | None, new_hash: str | None) -> User:
+        user = await self.get(user_id)
+        if nickname is not None:
+            user.nickname = nickname
+        if new_hash is not None:
+            user.password_hash = new_hash
+            await self._end_all_sessions(user_id)
         await self.repository.flush()
         await self._forget_cached(user_id)
         return user
 
+    async def _check_current_password(self, user_id: int, current_password: str | None) -> None:
+        user = await self.get(user_id)
+        valid, _ = await verify_password(current_password or "", user.password_hash)
+        if not valid:
+            raise WrongCurrentPasswordException()
+
     @Transactional()
-    async def replace_password_hash(self, user: User, password_hash: str) -> None:
+    async def upgrade_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> None:
         """Store a re-hash of the same password (a scheme upgrade); sessions stay valid."""
-        user.password_hash = password_hash
-        await self.repository.flush()
+        await self.repository.replace_password_hash(user_id, old_hash, new_hash)
 
     @Transactional()
     async def delete(self, user_id: int) -> None:
         """Soft delete: the row stays, the user disappears and all their tokens stop working."""
         user = await self.get(user_id)
         user.deleted_at = utcnow()
-        self._end_all_sessions(user)
+        await self._end_all_sessions(user_id)
         await self.repository.flush()
         await self._forget_cached(user_id)
 
@@ -132,10 +159,9 @@ class UserService:
         await Cache.remove(self.get_read, user_id)
         await Cache.remove_by_tag(CacheTag.GET_USER_LIST)
 
-    @staticmethod
-    def _end_all_sessions(user: User) -> None:
-        user.token_version += 1
-        forget_auth_state_after_commit(user.id)
+    async def _end_all_sessions(self, user_id: int) -> None:
+        await self.repository.bump_token_version(user_id)
+        forget_auth_state_after_commit(user_id)
 
 
 user_service = UserService()

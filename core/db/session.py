@@ -19,10 +19,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import CompoundSelect, Select
+from sqlalchemy import CompoundSelect, Select, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from core.db.engines import databases
 
@@ -38,7 +38,10 @@ class NoSessionScopeError(RuntimeError):
 
 
 class TransactionRolledBackError(RuntimeError):
-    """An inner `@Transactional` failed, so the outer one cannot commit what is left."""
+    """An inner `@Transactional` failed, so the outer one cannot commit what is left.
+
+    The inner error is its `__cause__`.
+    """
 
 
 @dataclass
@@ -48,7 +51,8 @@ class RoutingState:
     use_writer: bool = False
     wrote: bool = False
     depth: int = 0
-    rollback_only: bool = False
+    rollback_only: BaseException | None = None
+    read_from_reader: bool = False
     after_commit: list[tuple[AfterCommit, bool]] = field(default_factory=list)
 
 
@@ -71,11 +75,21 @@ class RoutingSession(Session):
         state = routing_state(self)
         if not state.use_writer:
             if not self._flushing and _is_plain_read(clause):
+                state.read_from_reader = True
                 return databases.reader.sync_engine
             state.use_writer = True
         if self._flushing or not _is_plain_read(clause):
             state.wrote = True
         return databases.writer.sync_engine
+
+
+@event.listens_for(RoutingSession, "do_orm_execute")
+def _reload_rows_first_read_from_the_reader(execute_state: ORMExecuteState) -> None:
+    # Objects loaded from the replica earlier in this unit of work keep their old values in the
+    # identity map; a transaction re-selecting them must see the writer's values instead.
+    state = routing_state(execute_state.session)
+    if state.depth > 0 and state.read_from_reader and execute_state.is_select:
+        execute_state.update_execution_options(populate_existing=True)
 
 
 # Built once: a sessionmaker per call shows up in profiles. Objects stay usable after commit
@@ -235,8 +249,8 @@ class Transactional:
         state.depth += 1
         try:
             return await func(*args, **kwargs)
-        except BaseException:
-            state.rollback_only = True
+        except BaseException as error:
+            state.rollback_only = state.rollback_only or error
             raise
         finally:
             state.depth -= 1
@@ -253,10 +267,10 @@ class Transactional:
         state.depth = 1
         try:
             result = await func(*args, **kwargs)
-            if state.rollback_only:
+            if state.rollback_only is not None:
                 raise TransactionRolledBackError(
                     "a nested @Transactional call failed; the transaction was rolled back"
-                )
+                ) from state.rollback_only
             await current.commit()
         except BaseException:
             state.after_commit.clear()
@@ -264,7 +278,7 @@ class Transactional:
             raise
         finally:
             state.depth = 0
-            state.rollback_only = False
+            state.rollback_only = None
         callbacks, state.after_commit = state.after_commit, []
         await _run_after_commit(callbacks)
         return result

@@ -108,6 +108,9 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        # Raised outside the routes (in middleware), where the specific handler cannot see it.
+        return await _database_unavailable(request, exc)
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(
         HTTPStatus.INTERNAL_SERVER_ERROR,

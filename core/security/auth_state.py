@@ -15,12 +15,17 @@ import orjson
 
 from core.config import config
 from core.db import on_commit
-from core.helpers.cache import Cache, CacheUnavailableError
+from core.helpers.cache import Cache
 
 logger = logging.getLogger(__name__)
 
 # Bounds how long a change can go unseen if dropping the cached state failed (cache outage).
 AUTH_STATE_TTL_SECONDS = 60.0
+# After a change the state is held (not cached) this long, so a request that loaded the old
+# state just before the change cannot put it back. Longer than any state load takes.
+AUTH_STATE_HOLD_SECONDS = 5.0
+# What a held state's key contains.
+HELD = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +67,14 @@ def recent_write_key(user_id: int) -> str:
 
 async def forget_auth_state(user_id: int) -> None:
     try:
-        await Cache.backend.delete(auth_state_key(user_id))
-    except CacheUnavailableError:
-        logger.warning("could not drop the auth state of user %s; it expires by itself", user_id)
+        await Cache.backend.set(auth_state_key(user_id), HELD, AUTH_STATE_HOLD_SECONDS)
+    except Exception as error:
+        logger.warning(
+            "could not drop the auth state of user %s (%r); it expires within %.0f s",
+            user_id,
+            error,
+            AUTH_STATE_TTL_SECONDS,
+        )
 
 
 def forget_auth_state_after_commit(user_id: int) -> None:
@@ -78,5 +88,5 @@ async def remember_recent_write(user_id: int) -> None:
         return
     try:
         await Cache.backend.set(recent_write_key(user_id), b"1", config.READ_YOUR_WRITES_SECONDS)
-    except CacheUnavailableError:
-        logger.warning("could not record a recent write of user %s", user_id)
+    except Exception as error:
+        logger.warning("could not record a recent write of user %s (%r)", user_id, error)

@@ -14,7 +14,10 @@ async def test_ready_checks_writer_and_reader(client: AsyncClient) -> None:
     response = await client.get("/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"writer": "ok", "reader": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"writer": "ok", "reader": "ok", "cache": "ok", "broker": "ok"},
+    }
 
 
 async def test_docs_are_served_outside_prod(client: AsyncClient) -> None:

@@ -142,12 +142,30 @@ async def test_profile_edit_is_read_back_at_once_even_while_the_replica_lags(
         stack.replica.psql("SELECT pg_wal_replay_resume()")
 
 
+async def test_changing_your_password_needs_the_current_one(client: AsyncClient) -> None:
+    account = await signed_up(client)
+    url = f"/api/v1/users/{account.id}"
+
+    missing = await client.patch(url, json={"password": "new long secret"}, headers=account.headers)
+    wrong = await client.patch(
+        url,
+        json={"password": "new long secret", "current_password": "not it"},
+        headers=account.headers,
+    )
+
+    assert missing.status_code == wrong.status_code == 403
+    assert wrong.json()["error_code"] == "USER__WRONG_CURRENT_PASSWORD"
+    assert (await login(client, account.email)).status_code == 200
+
+
 async def test_password_change_ends_every_session(client: AsyncClient) -> None:
     account = await signed_up(client)
     new_password = "a brand new passphrase"
 
     changed = await client.patch(
-        f"/api/v1/users/{account.id}", json={"password": new_password}, headers=account.headers
+        f"/api/v1/users/{account.id}",
+        json={"password": new_password, "current_password": account.password},
+        headers=account.headers,
     )
 
     assert changed.status_code == 200
@@ -268,7 +286,12 @@ async def test_no_response_ever_contains_a_password_or_hash(
         ("GET", "/api/v1/roles", admin, None),
         ("PUT", f"/api/v1/users/{user.id}/roles", admin, {"roles": [f"r{user.id}"]}),
         ("POST", "/api/v1/auth/refresh", admin, {"refresh_token": admin.refresh_token}),
-        ("PATCH", f"/api/v1/users/{user.id}", user, {"password": "another long secret"}),
+        (
+            "PATCH",
+            f"/api/v1/users/{user.id}",
+            user,
+            {"password": "another long secret", "current_password": user.password},
+        ),
         ("DELETE", f"/api/v1/users/{user.id}", admin, None),
         ("POST", "/api/v1/auth/logout", admin, None),
     ]

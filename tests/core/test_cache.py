@@ -32,7 +32,7 @@ class Item(BaseModel):
 async def cache(request: pytest.FixtureRequest, stack: ServerStack) -> AsyncIterator[CacheManager]:
     manager = CacheManager()
     if request.param == "redis":
-        backend = RedisBackend(stack.redis.url_for(2))
+        backend = RedisBackend(stack.redis.url_for(4))
         await backend.client.flushdb()
         manager.init(backend=backend)
     else:
@@ -233,7 +233,7 @@ async def test_redis_going_down_never_fails_a_call(
     stack: ServerStack, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = CacheManager()
-    cache.init(backend=RedisBackend(stack.redis.url_for(2), retry_seconds=0.1))
+    cache.init(backend=RedisBackend(stack.redis.url_for(4), retry_seconds=0.1))
     calls = Calls()
 
     @cache.cached(prefix="resilient", ttl=60)

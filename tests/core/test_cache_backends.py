@@ -15,7 +15,7 @@ from tests.servers import ServerStack
 async def backend(request: pytest.FixtureRequest, stack: ServerStack) -> AsyncIterator[BaseBackend]:
     store: BaseBackend
     if request.param == "redis":
-        store = RedisBackend(stack.redis.url_for(1))
+        store = RedisBackend(stack.redis.url_for(3))
         await store.client.flushdb()
     else:
         store = InMemoryBackend()
@@ -72,7 +72,7 @@ async def test_memory_backend_drops_least_recently_used_beyond_its_bound() -> No
 
 
 async def test_redis_backend_fails_fast_while_redis_is_down(stack: ServerStack) -> None:
-    backend = RedisBackend(stack.redis.url_for(1), retry_seconds=0.2)
+    backend = RedisBackend(stack.redis.url_for(3), retry_seconds=0.2)
     await backend.set("k", b"v")
     stack.redis.stop()
     try:

@@ -275,3 +275,33 @@ async def test_session_factory_rolls_back_when_the_block_raises(stack: ServerSta
 async def test_session_outside_any_scope_says_how_to_get_one() -> None:
     with pytest.raises(NoSessionScopeError, match="session_scope"):
         await session.scalar(IN_RECOVERY)
+
+
+async def test_a_transaction_sees_the_writer_s_values_of_rows_read_from_the_replica(
+    stack: ServerStack,
+) -> None:
+    email = unique_email()
+    async with session_scope():
+
+        @Transactional()
+        async def create() -> int:
+            user = new_user(email)
+            session.add(user)
+            await session.flush()
+            return user.id
+
+        user_id = await create()
+    stack.wait_for_replica()
+
+    @Transactional()
+    async def nickname_inside_transaction() -> str:
+        user = await session.scalar(select(User).where(User.id == user_id))
+        assert user is not None
+        return user.nickname
+
+    async with session_scope():
+        stale = await session.scalar(select(User).where(User.id == user_id))
+        assert stale is not None
+        assert stale.nickname == "test"
+        stack.primary.psql(f"UPDATE users SET nickname = 'changed' WHERE id = {user_id}")
+        assert await nickname_inside_transaction() == "changed"

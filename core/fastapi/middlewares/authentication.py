@@ -7,16 +7,21 @@ No Authorization header: the caller is anonymous. A header that is there but wro
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import has_written, use_writer
-from core.exceptions import UnauthorizedException
-from core.exceptions.handlers import problem_response
+from core.exceptions import (
+    CustomException,
+    DatabaseUnavailableException,
+    UnauthorizedException,
+)
+from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_response
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
-from core.helpers.cache import Cache, CacheUnavailableError
+from core.helpers.cache import Cache
 from core.security.auth_state import (
     AUTH_STATE_TTL_SECONDS,
     INACTIVE,
@@ -31,7 +36,10 @@ from core.security.tokens import (
     decode_token,
 )
 
+logger = logging.getLogger(__name__)
+
 LoadAuthState = Callable[[int], Awaitable[AuthState | None]]
+CACHE_TIMEOUT_SECONDS = 0.5
 
 
 class TokenAuthBackend:
@@ -73,18 +81,28 @@ class TokenAuthBackend:
     @staticmethod
     async def _cached_state(user_id: int) -> tuple[AuthState | None, bool]:
         try:
-            raw_state, marker = await Cache.backend.get_many(
-                [auth_state_key(user_id), recent_write_key(user_id)]
-            )
-        except CacheUnavailableError:
+            async with asyncio.timeout(CACHE_TIMEOUT_SECONDS):
+                raw_state, marker = await Cache.backend.get_many(
+                    [auth_state_key(user_id), recent_write_key(user_id)]
+                )
+        except Exception as error:
             # Without the cache nothing is known: check the database, and read from the writer.
+            logger.warning("auth state not readable from the cache (%r)", error)
             return None, True
+        # An empty value is a held state (just changed): load it, like a miss.
         return (AuthState.load(raw_state) if raw_state else None), marker is not None
 
     @staticmethod
     async def _cache_state(user_id: int, state: AuthState) -> None:
-        with contextlib.suppress(CacheUnavailableError):
-            await Cache.backend.set(auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS)
+        # Only where nothing is stored: a held key means the state changed while this request
+        # was loading it, so what it loaded may be old already.
+        try:
+            async with asyncio.timeout(CACHE_TIMEOUT_SECONDS):
+                await Cache.backend.add(
+                    auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS
+                )
+        except Exception as error:
+            logger.warning("auth state not stored in the cache (%r)", error)
 
 
 class AuthenticationMiddleware:
@@ -109,10 +127,11 @@ class AuthenticationMiddleware:
         try:
             user, recent_write = await self.backend.authenticate(authorization)
         except UnauthorizedException as error:
-            response = problem_response(
-                error.status_code, error.error_code, error.detail, headers=error.headers
-            )
-            await response(scope, receive, send)
+            await _refuse(error, scope, receive, send)
+            return
+        except DATABASE_UNAVAILABLE_ERRORS:
+            # Outside the routes, so the route error handlers do not apply here.
+            await _refuse(DatabaseUnavailableException(), scope, receive, send)
             return
         scope["user"] = user
         if recent_write:
@@ -128,6 +147,16 @@ class AuthenticationMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_remembering_writes)
+
+
+async def _refuse(error: CustomException, scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    response = problem_response(
+        error.status_code, error.error_code, error.detail, headers=error.headers
+    )
+    await response(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -9,7 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.logging import request_id_var
+from core.logging import request_id_var, user_id_var
 
 access_logger = logging.getLogger("api.access")
 
@@ -31,6 +31,7 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        user_token = user_id_var.set(None)  # set by the Logging dependency once it is known
         started = time.perf_counter()
         status = 500
 
@@ -60,6 +61,7 @@ class RequestContextMiddleware:
                     "user_id": getattr(user, "id", None) or "-",
                 },
             )
+            user_id_var.reset(user_token)
             request_id_var.reset(token)
 
 

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.db import session_scope
+from core.db import session, session_scope
 
 
 class SQLAlchemyMiddleware:
-    """Gives every request its own `session` and closes it after the response is sent.
+    """Gives every request its own `session`, and closes it as soon as the response starts.
 
-    A request that never uses the session never creates one, so it opens no connection.
+    A request that never uses the session never creates one, so it opens no connection. A
+    connection goes back to the pool before the body is sent, so slow clients cannot hold
+    them all; code that runs later (a streaming body, background tasks) gets a fresh session.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -18,5 +20,11 @@ class SQLAlchemyMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+
+        async def send_after_closing_session(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await session.remove()
+            await send(message)
+
         async with session_scope():
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_after_closing_session)

@@ -45,6 +45,16 @@ class BaseBackend(ABC):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return list(await asyncio.gather(*(self.get(key) for key in keys)))
 
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        """Store `value` only if `key` holds nothing; whether it was stored.
+
+        This default is not atomic across processes; stores that can do it atomically do.
+        """
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
     async def delete(self, key: str) -> None:
         # Correct for a cache (removing more than asked only costs a miss); override it for
         # an exact delete.

@@ -41,6 +41,12 @@ class InMemoryBackend(BaseBackend):
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
     async def delete(self, key: str) -> None:
         self._entries.pop(key, None)
 

@@ -81,6 +81,10 @@ class RedisBackend(BaseBackend):
         px = None if ttl is None else max(1, int(ttl * 1000))
         await self._call(lambda redis: redis.set(key, value, px=px))
 
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        return bool(await self._call(lambda redis: redis.set(key, value, px=px, nx=True)))
+
     async def delete(self, key: str) -> None:
         await self._call(lambda redis: redis.delete(key))
 
