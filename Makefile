@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test cov lint format migrate migration superuser
+.PHONY: help venv run test cov lint format migrate migration superuser worker flower beat
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,3 +47,12 @@ migration: venv ## alembic autogenerate: make migration m="add orders"
 
 superuser: venv ## create or promote an admin from FIRST_SUPERUSER_EMAIL / _PASSWORD
 	$(BIN)/python -m app.scripts.create_superuser
+
+worker: venv ## a Celery worker on every queue, or on one: make worker Q=user
+	$(BIN)/celery -A celery_task:celery_app worker --loglevel=INFO $(if $(Q),--queues=$(Q),)
+
+flower: venv ## Flower on :5555 (basic auth from FLOWER_BASIC_AUTH)
+	$(BIN)/python -m celery_task.flower
+
+beat: venv ## the Celery scheduler
+	$(BIN)/celery -A celery_task:celery_app beat --loglevel=INFO

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from httpx import AsyncClient
+
+from core.logging import JSONFormatter
+from tests.helpers import signed_up
+
+
+async def test_each_response_carries_a_request_id(client: AsyncClient) -> None:
+    first = await client.get("/health")
+    second = await client.get("/health")
+
+    assert len(first.headers["x-request-id"]) == 32
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("abc-123_X.y:z", True), ("has spaces", False), ("x" * 200, False), ("<script>", False)],
+)
+async def test_a_sane_incoming_request_id_is_kept_and_others_replaced(
+    client: AsyncClient, sent: str, kept: bool
+) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": sent})
+
+    assert (response.headers["x-request-id"] == sent) is kept
+
+
+async def test_one_access_log_line_per_request_with_id_and_user(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = await signed_up(client)
+    caplog.set_level(logging.INFO, logger="api.access")
+    caplog.clear()
+
+    response = await client.get(
+        "/api/v1/users/me", headers={**account.headers, "X-Request-ID": "trace-me"}
+    )
+
+    lines = [r for r in caplog.records if r.name == "api.access"]
+    assert len(lines) == 1
+    record = lines[0]
+    assert record.request_id == "trace-me"  # type: ignore[attr-defined]
+    assert record.user_id == account.id  # type: ignore[attr-defined]
+    assert record.status == response.status_code == 200  # type: ignore[attr-defined]
+    assert record.path == "/api/v1/users/me"  # type: ignore[attr-defined]
+    assert record.duration_ms >= 0  # type: ignore[attr-defined]
+
+    formatted = json.loads(JSONFormatter().format(record))
+    assert formatted["request_id"] == "trace-me"
+    assert formatted["user_id"] == account.id
+    assert formatted["message"] == "GET /api/v1/users/me 200"

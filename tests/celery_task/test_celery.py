@@ -1,0 +1,225 @@
+"""Celery with a real Redis broker and real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+from anyio import to_thread
+from celery.result import AsyncResult
+from httpx import AsyncClient
+
+from app.role import RoleCreate, role_service
+from celery_task import celery_app
+from celery_task.queues import queue_for_module, queue_names
+from core.db import Transactional, session_scope
+from tests import worker_tasks
+from tests.celery_task.conftest import Worker
+from tests.helpers import registration, signed_up
+from tests.servers import ServerStack
+
+RESULT_TIMEOUT = 60
+
+
+async def result_of(outcome: AsyncResult) -> object:
+    return await to_thread.run_sync(lambda: outcome.get(timeout=RESULT_TIMEOUT))
+
+
+def wait_for_log(worker: Worker, text: str) -> str:
+    """The first line of the worker's log containing `text` (waits for it to appear)."""
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while time.monotonic() < deadline:
+        for line in worker.log().splitlines():
+            if text in line:
+                return line
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not in the worker log:\n{worker.log()[-2000:]}")
+
+
+async def stays_pending(outcome: AsyncResult, seconds: float = 2.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await to_thread.run_sync(lambda: outcome.state) != "PENDING":
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+def test_queues_come_from_the_modules_that_define_tasks() -> None:
+    assert queue_names() == ["default", "user"]
+    assert queue_for_module("app.user.tasks") == "user"
+    assert queue_for_module("tests.worker_tasks") == "default"
+    assert queue_for_module("app.user.service") == "default"
+
+
+async def test_a_worker_only_receives_its_own_queue(
+    start_worker: Callable[[str], Worker], client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    start_worker("user")
+    from app.user.tasks import send_welcome_email
+
+    for_user_queue = send_welcome_email.delay(account.id)
+    for_default_queue = worker_tasks.add.delay(2, 3)
+
+    assert await result_of(for_user_queue) == {"user_id": account.id, "status": "sent"}
+    assert await stays_pending(for_default_queue)
+
+    start_worker("default")
+    assert await result_of(for_default_queue) == 5
+
+
+async def test_an_async_task_writes_through_transactional(
+    worker: Worker, stack: ServerStack
+) -> None:
+    name = f"from-task-{uuid.uuid4().hex[:8]}"
+
+    role_id = await result_of(worker_tasks.create_role.delay(name))
+
+    assert stack.primary.psql(f"SELECT id FROM roles WHERE name = '{name}'") == str(role_id)
+
+
+async def test_two_hundred_async_runs_in_one_worker_process(worker: Worker) -> None:
+    outcomes = [worker_tasks.count_roles.delay() for _ in range(200)]
+
+    results = [await result_of(outcome) for outcome in outcomes]
+
+    assert all(isinstance(count, int) for count in results)
+    assert "attached to a different loop" not in worker.log()
+    assert "Traceback" not in worker.log()
+
+
+async def test_a_task_sent_in_a_transaction_is_published_after_the_commit(
+    worker: Worker,
+) -> None:
+    name = f"after-commit-{uuid.uuid4().hex[:8]}"
+
+    @Transactional()
+    async def create_and_announce() -> AsyncResult:
+        await role_service.create(RoleCreate(name=name))
+        # Were this published at once, the worker could look before the row is committed.
+        outcome = worker_tasks.find_role.delay(name)
+        await asyncio.sleep(1)
+        return outcome
+
+    async with session_scope():
+        outcome = await create_and_announce()
+
+    assert await result_of(outcome) is not None
+
+
+async def test_a_task_sent_in_a_rolled_back_transaction_is_never_published(
+    worker: Worker,
+) -> None:
+    sent: list[AsyncResult] = []
+
+    @Transactional()
+    async def fail_after_sending() -> None:
+        sent.append(worker_tasks.add.delay(1, 1))
+        raise RuntimeError("roll back")
+
+    async with session_scope():
+        with pytest.raises(RuntimeError):
+            await fail_after_sending()
+
+    assert await stays_pending(sent[0])
+    # The worker is alive and serving: the same task sent normally runs.
+    assert await result_of(worker_tasks.add.delay(1, 1)) == 2
+
+
+async def test_registration_event_sends_the_welcome_mail_with_the_request_id(
+    worker: Worker, client: AsyncClient
+) -> None:
+    body = registration()
+
+    response = await client.post("/api/v1/users", json=body, headers={"X-Request-ID": "reg-42"})
+
+    assert response.status_code == 201
+    assert response.headers["x-request-id"] == "reg-42"
+    line = await to_thread.run_sync(wait_for_log, worker, body["email"])
+    assert "would send welcome mail" in line
+    assert "request_id=reg-42" in line
+
+
+async def test_the_request_id_travels_into_the_task(worker: Worker, client: AsyncClient) -> None:
+    from core.logging import request_id_var
+
+    token = request_id_var.set("req-travel-1")
+    try:
+        outcome = worker_tasks.echo_request_id.delay("marker-1")
+    finally:
+        request_id_var.reset(token)
+
+    assert await result_of(outcome) == "req-travel-1"
+    line = await to_thread.run_sync(wait_for_log, worker, "marker-1")
+    assert "request_id=req-travel-1" in line
+
+
+async def test_task_status_endpoint(
+    worker: Worker, client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    user = await signed_up(client)
+
+    queued = await client.post(f"/api/v1/users/{user.id}/welcome-email", headers=admin.headers)
+    assert queued.status_code == 202
+    task_id = queued.json()["task_id"]
+    await result_of(AsyncResult(task_id, app=celery_app))
+
+    status = await client.get(f"/api/v1/tasks/{task_id}", headers=user.headers)
+    assert status.status_code == 200
+    assert status.json() == {
+        "task_id": task_id,
+        "state": "SUCCESS",
+        "result": {"user_id": user.id, "status": "sent"},
+        "error": None,
+    }
+    assert (await client.get(f"/api/v1/tasks/{task_id}")).status_code == 401
+    assert (await client.get("/api/v1/tasks/not-a-uuid", headers=user.headers)).status_code == 422
+    unknown = await client.get(f"/api/v1/tasks/{uuid.uuid4()}", headers=user.headers)
+    assert unknown.json()["state"] == "PENDING"
+
+
+async def test_a_request_that_enqueues_while_the_broker_is_down_gets_503(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    stack.redis.stop()
+    try:
+        response = await asyncio.wait_for(
+            client.post(f"/api/v1/users/{admin.id}/welcome-email", headers=admin.headers), 15
+        )
+    finally:
+        stack.redis.start()
+
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "BROKER_UNAVAILABLE"
+
+
+async def test_eager_mode_runs_tasks_inline_even_from_inside_a_request(
+    client: AsyncClient, stack: ServerStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    caplog.set_level(logging.INFO)
+    body = registration()
+    celery_app.conf.task_always_eager = True
+    try:
+        queued = await client.post(f"/api/v1/users/{admin.id}/welcome-email", headers=admin.headers)
+        registered = await client.post("/api/v1/users", json=body)
+        # And from plain synchronous code, sync and async tasks alike.
+        sync_result = worker_tasks.add.delay(20, 22).get()
+        async_result = await to_thread.run_sync(lambda: worker_tasks.count_roles.delay().get())
+    finally:
+        celery_app.conf.task_always_eager = False
+
+    assert queued.status_code == 202
+    status = await client.get(f"/api/v1/tasks/{queued.json()['task_id']}", headers=admin.headers)
+    assert status.json()["state"] == "SUCCESS"
+    assert registered.status_code == 201
+    assert f"would send welcome mail to {body['email']}" in caplog.text
+    assert sync_result == 42
+    assert isinstance(async_result, int)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.celery_task.conftest import ROOT, Worker
+
+AUTH = ("watcher", "flower-secret")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def flower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Flower as `make flower` starts it, with basic auth from FLOWER_BASIC_AUTH."""
+    port = free_port()
+    log: Path = tmp_path_factory.mktemp("flower") / "flower.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery_task.flower", "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "FLOWER_BASIC_AUTH": ":".join(AUTH)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    yield url
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def test_flower_needs_its_password(flower: str) -> None:
+    assert httpx.get(f"{flower}/api/workers", timeout=10).status_code == 401
+    wrong = httpx.get(f"{flower}/api/workers", auth=("watcher", "nope"), timeout=10)
+    assert wrong.status_code == 401
+
+
+def test_flower_lists_the_running_worker(flower: str, worker: Worker) -> None:
+    deadline = time.monotonic() + 30
+    workers: dict[str, object] = {}
+    while worker.name not in workers and time.monotonic() < deadline:
+        response = httpx.get(
+            f"{flower}/api/workers", params={"refresh": "1"}, auth=AUTH, timeout=15
+        )
+        assert response.status_code == 200
+        workers = response.json()
+    assert worker.name in workers

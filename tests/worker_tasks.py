@@ -1,0 +1,46 @@
+"""Tasks only the test suite's workers load (`--include tests.worker_tasks`): queue `default`."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import func, select
+
+from app.role import Role, RoleCreate, role_service
+from celery_task import async_task, celery_app
+from core.db import Transactional, session, use_writer
+from core.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+@async_task(name="tests.create_role")
+async def create_role(name: str) -> int:
+    @Transactional()
+    async def create() -> int:
+        role = await role_service.create(RoleCreate(name=name))
+        return role.id
+
+    return await create()
+
+
+@async_task(name="tests.find_role")
+async def find_role(name: str) -> int | None:
+    use_writer()
+    return await session.scalar(select(Role.id).where(Role.name == name))
+
+
+@async_task(name="tests.count_roles")
+async def count_roles() -> int:
+    return int(await session.scalar(select(func.count()).select_from(Role)) or 0)
+
+
+@async_task(name="tests.echo_request_id")
+async def echo_request_id(marker: str) -> str | None:
+    logger.info("task with marker %s", marker)
+    return request_id_var.get()
+
+
+@celery_app.task(name="tests.add")
+def add(a: int, b: int) -> int:
+    return a + b
