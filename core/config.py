@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     FLOWER_BASIC_AUTH: str | None = None
 
     READ_YOUR_WRITES_SECONDS: float = Field(default=2.0, ge=0)
+    # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated; "*" for all).
+    FORWARDED_ALLOW_IPS: str = "127.0.0.1"
+    # Strict-Transport-Security max-age; 0 sends no HSTS header (serve HTTPS first).
+    HSTS_SECONDS: int = Field(default=0, ge=0)
     CORS_ORIGINS: Annotated[list[str], NoDecode] = []
     DOCS_ENABLED: bool | None = None
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

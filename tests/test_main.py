@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import main
 from core.config import reset_config
+from tests.servers import ServerStack
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTING_NAMES = (
@@ -176,3 +177,58 @@ def test_embedded_default_serves_and_persists_across_restarts(tmp_path: Path) ->
     finally:
         stop(server)
     assert (tmp_path / "app.db").exists()
+
+
+def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
+    tmp_path: Path, stack: ServerStack
+) -> None:
+    port = free_port()
+    env = {
+        **bare_environment(),
+        "JWT_SECRET_KEY": "a-production-secret-that-is-long-enough-0123456789",
+        "WRITER_DB_URL": stack.primary.dsn(),
+        "READER_DB_URL": stack.replica.dsn(),
+        "REDIS_URL": stack.redis.url_for(0),
+        "CELERY_BROKER_URL": stack.redis.url_for(1),
+    }
+    server = subprocess.Popen(
+        [
+            *(sys.executable, str(ROOT / "main.py")),
+            "--env",
+            "prod",
+            "--workers",
+            "2",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, server)
+        health = httpx.get(f"{base_url}/health")
+        assert health.status_code == 200
+        assert health.headers["x-frame-options"] == "DENY"
+        assert httpx.get(f"{base_url}/docs").status_code == 404
+        assert httpx.get(f"{base_url}/openapi.json").status_code == 404
+        assert httpx.get(f"{base_url}/ready").json()["status"] == "ok"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=40) == 0
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_reload_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JWT_SECRET_KEY", "a-production-secret-that-is-long-enough-0123456789")
+    monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    result = CliRunner().invoke(main.main, ["--env", "prod", "--reload"])
+
+    assert result.exit_code == 2
+    assert "--reload" in result.output

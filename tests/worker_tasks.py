@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sqlalchemy import func, select
@@ -44,3 +45,18 @@ async def echo_request_id(marker: str) -> str | None:
 @celery_app.task(name="tests.add")
 def add(a: int, b: int) -> int:
     return a + b
+
+
+@async_task(name="tests.survive_worker_loss")
+async def survive_worker_loss(counter_key: str) -> int:
+    """Counts its runs in Redis; the first run lingers so a test can kill its process."""
+    from redis.asyncio import Redis
+
+    from core.config import config
+
+    assert config.REDIS_URL is not None
+    async with Redis.from_url(config.REDIS_URL) as redis:
+        attempt = int(await redis.incr(counter_key))
+    if attempt == 1:
+        await asyncio.sleep(30)
+    return attempt

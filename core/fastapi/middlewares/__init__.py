@@ -1,10 +1,12 @@
 from core.fastapi.middlewares.authentication import AuthenticationMiddleware, TokenAuthBackend
 from core.fastapi.middlewares.request_context import RequestContextMiddleware
+from core.fastapi.middlewares.security_headers import SecurityHeadersMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
 
 __all__ = [
     "AuthenticationMiddleware",
     "RequestContextMiddleware",
     "SQLAlchemyMiddleware",
+    "SecurityHeadersMiddleware",
     "TokenAuthBackend",
 ]
