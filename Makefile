@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test cov lint format migrate migration superuser worker flower beat
+.PHONY: help venv run test cov lint format migrate migration superuser worker flower beat bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ run: venv migrate ## serve on :8000 (embedded SQLite unless .env says otherwise)
 
 test: venv ## the whole suite against throwaway PostgreSQL primary + replica and Redis
 	$(BIN)/pytest
+
+bench: venv ## speed against a bare app and a raw asyncpg app, in one run (needs wrk)
+	$(BIN)/python -m bench.run
 
 cov: venv ## the suite with coverage: terminal report, htmlcov/, fails under 90 %
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-report=html

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -14,7 +14,6 @@ from app.auth import load_auth_state
 from core.config import config
 from core.db import databases
 from core.exceptions.handlers import install_exception_handlers
-from core.fastapi.dependencies import Logging
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     RequestContextMiddleware,
@@ -68,7 +67,6 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="API",
         lifespan=lifespan,
-        dependencies=[Depends(Logging())],
         middleware=_middleware(),
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,

@@ -12,13 +12,13 @@ from pydantic import BaseModel
 
 from core.db import Transactional, session_scope
 from core.helpers.cache import (
-    BaseBackend,
     BaseKeyMaker,
     CacheManager,
     CacheTag,
     InMemoryBackend,
     RedisBackend,
 )
+from tests.core.test_cache_backends import DictBackend
 from tests.servers import ServerStack
 
 
@@ -294,27 +294,10 @@ class UpperKeyMaker(BaseKeyMaker):
         return f"{function.__name__}:{str(args[0]).upper()}"
 
 
-class RecordingBackend(BaseBackend):
-    """A custom backend with only the required methods."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    async def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self.data[key] = value
-
-    async def delete_startswith(self, prefix: str) -> None:
-        for key in [k for k in self.data if k.startswith(prefix)]:
-            del self.data[key]
-
-
 async def test_a_custom_backend_and_key_maker_plug_in_through_init(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backend = RecordingBackend()
+    backend = DictBackend()
     cache = CacheManager()
     cache.init(backend=backend, key_maker=UpperKeyMaker())
     calls = Calls()

@@ -6,9 +6,10 @@ from core.logging import user_id_var
 
 
 class Logging:
-    """An app-wide dependency: puts the caller's id into the log context of the route's code.
+    """Puts the caller's id into the log context of a route's code.
 
-    `FastAPI(dependencies=[Depends(Logging())])`; the request id is there already (middleware).
+    The authentication middleware already does this for the whole app (more cheaply than a
+    dependency on every route can); use `Depends(Logging())` on routers served without it.
     """
 
     async def __call__(self, request: Request) -> None:

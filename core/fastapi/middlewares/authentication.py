@@ -7,7 +7,6 @@ No Authorization header: the caller is anonymous. A header that is there but wro
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -22,6 +21,8 @@ from core.exceptions import (
 from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_response
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.helpers.cache import Cache
+from core.helpers.cache.base import bounded
+from core.logging import user_id_var
 from core.security.auth_state import (
     AUTH_STATE_TTL_SECONDS,
     INACTIVE,
@@ -80,11 +81,12 @@ class TokenAuthBackend:
 
     @staticmethod
     async def _cached_state(user_id: int) -> tuple[AuthState | None, bool]:
+        backend = Cache.backend
+        keys = [auth_state_key(user_id), recent_write_key(user_id)]
         try:
-            async with asyncio.timeout(CACHE_TIMEOUT_SECONDS):
-                raw_state, marker = await Cache.backend.get_many(
-                    [auth_state_key(user_id), recent_write_key(user_id)]
-                )
+            raw_state, marker = await bounded(
+                backend, backend.get_many(keys), CACHE_TIMEOUT_SECONDS
+            )
         except Exception as error:
             # Without the cache nothing is known: check the database, and read from the writer.
             logger.warning("auth state not readable from the cache (%r)", error)
@@ -96,11 +98,13 @@ class TokenAuthBackend:
     async def _cache_state(user_id: int, state: AuthState) -> None:
         # Only where nothing is stored: a held key means the state changed while this request
         # was loading it, so what it loaded may be old already.
+        backend = Cache.backend
         try:
-            async with asyncio.timeout(CACHE_TIMEOUT_SECONDS):
-                await Cache.backend.add(
-                    auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS
-                )
+            await bounded(
+                backend,
+                backend.add(auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS),
+                CACHE_TIMEOUT_SECONDS,
+            )
         except Exception as error:
             logger.warning("auth state not stored in the cache (%r)", error)
 
@@ -134,6 +138,9 @@ class AuthenticationMiddleware:
             await _refuse(DatabaseUnavailableException(), scope, receive, send)
             return
         scope["user"] = user
+        # Here rather than in a dependency on every route: a dependency costs each request
+        # about a sixth of a bare FastAPI request (measured with make bench).
+        user_id_var.set(user.id)
         if recent_write:
             use_writer()
 

@@ -47,22 +47,27 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
-            user = scope.get("user")
-            access_logger.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    "user_id": getattr(user, "id", None) or "-",
-                },
-            )
+            if access_logger.isEnabledFor(logging.INFO):
+                _log_access(scope, status, started)
             user_id_var.reset(user_token)
             request_id_var.reset(token)
+
+
+def _log_access(scope: Scope, status: int, started: float) -> None:
+    user = scope.get("user")
+    access_logger.info(
+        "%s %s %s",
+        scope["method"],
+        scope["path"],
+        status,
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "user_id": getattr(user, "id", None) or "-",
+        },
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 
 class CacheUnavailableError(Exception):
@@ -31,6 +33,10 @@ class BaseBackend(ABC):
     The other methods have generic implementations built on those three; override them when
     the store can do better (one round trip, atomic counters, exact deletes).
     """
+
+    # Whether every operation gives up quickly by itself (socket timeouts). If not, callers on
+    # the request path bound each operation with an event-loop timer, which costs a little.
+    enforces_timeouts: bool = False
 
     @abstractmethod
     async def get(self, key: str) -> bytes | None: ...
@@ -85,6 +91,14 @@ class BaseBackend(ABC):
 
     def forget_inherited(self) -> None:  # noqa: B027 - optional hook, nothing to drop by default
         """In a forked child process: drop connections inherited from the parent, unclosed."""
+
+
+async def bounded(backend: BaseBackend, operation: Awaitable[T], seconds: float) -> T:
+    """Await a backend operation, giving up after `seconds` unless the backend does so itself."""
+    if backend.enforces_timeouts:
+        return await operation
+    async with asyncio.timeout(seconds):
+        return await operation
 
 
 class BaseKeyMaker(ABC):

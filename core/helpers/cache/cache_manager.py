@@ -29,7 +29,13 @@ from pydantic import TypeAdapter
 
 from core.config import config
 from core.db import in_transaction, on_commit
-from core.helpers.cache.base import BaseBackend, BaseKeyMaker, VersionedRead, versioned_key
+from core.helpers.cache.base import (
+    BaseBackend,
+    BaseKeyMaker,
+    VersionedRead,
+    bounded,
+    versioned_key,
+)
 from core.helpers.cache.cache_tag import CacheTag
 from core.helpers.cache.key_maker import DefaultKeyMaker
 from core.helpers.cache.memory_backend import InMemoryBackend
@@ -164,11 +170,10 @@ class CacheManager:
         return await self._compute_once(spec, args, kwargs, head, call_key, store_under)
 
     async def _read(self, spec: CachedFunction, head: str, call_key: str) -> VersionedRead | None:
+        backend = self.backend
+        read = backend.get_versioned(f"{head}:version", f"{head}:hold", head, call_key)
         try:
-            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
-                return await self.backend.get_versioned(
-                    f"{head}:version", f"{head}:hold", head, call_key
-                )
+            return await bounded(backend, read, BACKEND_TIMEOUT_SECONDS)
         except Exception as error:
             logger.warning("cache read failed for %s (%r); calling through", spec.namespace, error)
             return None
@@ -206,8 +211,8 @@ class CacheManager:
     async def _store(self, spec: CachedFunction, key: str, value: Any) -> None:
         try:
             payload = spec.adapter.dump_json(value)
-            async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
-                await self.backend.set(key, payload, spec.ttl)
+            backend = self.backend
+            await bounded(backend, backend.set(key, payload, spec.ttl), BACKEND_TIMEOUT_SECONDS)
         except Exception as error:
             logger.warning("cache write failed for %s (%r)", spec.namespace, error)
 

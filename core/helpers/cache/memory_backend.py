@@ -13,6 +13,8 @@ class InMemoryBackend(BaseBackend):
     For the embedded default and tests: nothing is shared between processes.
     """
 
+    enforces_timeouts = True  # nothing here can wait
+
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float | None, bytes]] = OrderedDict()

@@ -26,6 +26,8 @@ class RedisBackend(BaseBackend):
     outage costs each request nothing rather than a timeout each.
     """
 
+    enforces_timeouts = True  # socket timeouts, and a fast "down" mark after a failure
+
     def __init__(
         self,
         url: str,
