@@ -130,7 +130,12 @@ def _build_engines() -> EnginePair:
         return EnginePair(writer, writer, None)
     fallback = ReaderFallback(reader_url, writer_url)
     reader = create_async_engine(
-        reader_url, async_creator=fallback.connect, **_engine_options(reader_url)
+        reader_url,
+        async_creator=fallback.connect,
+        # Only plain reads outside transactions come here, one statement at a time: without
+        # BEGIN and ROLLBACK around each, a read costs one round trip instead of three.
+        isolation_level="AUTOCOMMIT",
+        **_engine_options(reader_url),
     )
     fallback.install(reader)
     return EnginePair(writer, reader, fallback)
