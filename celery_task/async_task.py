@@ -9,6 +9,7 @@ and `@Transactional` work in a task exactly as in a request.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 from collections.abc import Callable, Coroutine
@@ -58,7 +59,9 @@ def run_async_task(function: Callable[..., Coroutine[Any, Any, R]], args: Any, k
         asyncio.get_running_loop()
     except RuntimeError:
         return run_here()
-    return _eager_runner.submit(run_here).result()
+    # The caller's context goes along (its request id shows in the task's log lines); the task
+    # still gets its own session scope.
+    return _eager_runner.submit(contextvars.copy_context().run, run_here).result()
 
 
 def async_task(

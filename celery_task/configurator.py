@@ -30,7 +30,7 @@ class CeleryConfigurator:
         settings = self.settings
         eager = bool(settings.CELERY_TASK_ALWAYS_EAGER)
         return {
-            "broker_url": settings.CELERY_BROKER_URL or "memory://",
+            "broker_url": settings.CELERY_BROKER_URL or "memory://localhost/",
             # Without Redis (the embedded default) results live in this process.
             "result_backend": settings.CELERY_BACKEND_URL or "cache+memory://",
             "task_serializer": "json",

@@ -35,5 +35,10 @@ def _stop_worker_process(**_: Any) -> None:
 
 @signals.task_prerun.connect
 def _bind_request_id(task: Any = None, **_: Any) -> None:
-    request_id = getattr(task.request, "request_id", None) if task is not None else None
-    request_id_var.set(request_id)
+    if task is None:
+        return
+    request_id = getattr(task.request, "request_id", None)
+    # An eager run already carries its caller's context; a worker must not keep the id of
+    # the task it ran before.
+    if request_id is not None or not task.request.is_eager:
+        request_id_var.set(request_id)
