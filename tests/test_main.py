@@ -37,6 +37,17 @@ def bare_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
 
 
+PROD_SECRET = "a-production-secret-that-is-long-enough-0123456789"
+
+
+def set_prod_settings(monkeypatch: pytest.MonkeyPatch, *, secret: str) -> None:
+    """Every setting prod requires, with the given JWT secret."""
+    monkeypatch.setenv("JWT_SECRET_KEY", secret)
+    monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
 @pytest.fixture
 def unconfigured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for name in SETTING_NAMES:
@@ -67,10 +78,7 @@ def test_env_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.usefixtures("unconfigured")
 def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JWT_SECRET_KEY", "short")
-    monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
-    monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    set_prod_settings(monkeypatch, secret="short")
 
     result = CliRunner().invoke(main.main, ["--env", "prod"])
 
@@ -185,7 +193,7 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
     port = free_port()
     env = {
         **bare_environment(),
-        "JWT_SECRET_KEY": "a-production-secret-that-is-long-enough-0123456789",
+        "JWT_SECRET_KEY": PROD_SECRET,
         "WRITER_DB_URL": stack.primary.dsn(),
         "READER_DB_URL": stack.replica.dsn(),
         "REDIS_URL": stack.redis.url_for(0),
@@ -223,10 +231,7 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
 
 @pytest.mark.usefixtures("unconfigured")
 def test_reload_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JWT_SECRET_KEY", "a-production-secret-that-is-long-enough-0123456789")
-    monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
-    monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    set_prod_settings(monkeypatch, secret=PROD_SECRET)
 
     result = CliRunner().invoke(main.main, ["--env", "prod", "--reload"])
 

@@ -51,15 +51,6 @@ class AuthSessionRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def user_token_state(self, user_id: int) -> tuple[int, bool] | None:
-        """(token_version, active) of a user, or None if there is no such row."""
-        row = (
-            await session.execute(
-                select(User.token_version, User.deleted_at).where(User.id == user_id)
-            )
-        ).one_or_none()
-        return None if row is None else (row.token_version, row.deleted_at is None)
-
 
 class AuthStateQueries:
     """The queries behind a user's auth state, run on a session of the caller's choosing."""

@@ -9,7 +9,7 @@ from app.auth.schemas import LoginRequest, TokenPair
 from app.auth.throttle import LoginThrottle, login_throttle
 from app.user import user_service
 from core.config import config
-from core.db import Transactional, session_factory
+from core.db import Transactional, session, session_factory
 from core.db.base import utcnow
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.auth_state import (
@@ -44,7 +44,9 @@ class AuthService:
         credentials = await user_service.credentials(data.email)
         # An unknown email costs the same hash verification as a wrong password, so the
         # response time does not tell which one it was.
-        stored_hash = credentials.password_hash if credentials else await self._dummy_hash_()
+        stored_hash = (
+            credentials.password_hash if credentials else await self._dummy_password_hash()
+        )
         valid, upgraded_hash = await verify_password(data.password, stored_hash)
         if credentials is None or not valid:
             await self.throttle.record_failure(data.email, client_address)
@@ -100,15 +102,18 @@ class AuthService:
             if known is None or known.revoked_at is not None or known.expires_at <= utcnow():
                 raise TokenRevokedException()
             return None
-        token_state = await self.repository.user_token_state(claims.user_id)
-        if rotated_for != claims.user_id or token_state != (claims.token_version, True):
+        user = await AuthStateQueries.user(session(), claims.user_id)
+        if rotated_for != claims.user_id or user is None:
+            raise TokenRevokedException()
+        token_version, _, active = user
+        if token_version != claims.token_version or not active:
             raise TokenRevokedException()
         return tokens
 
     @Transactional()
     async def _revoke(self, session_id: str, user_id: int) -> None:
         await self.repository.revoke(session_id)
-        forget_auth_state_after_commit(user_id)
+        await forget_auth_state_after_commit(user_id)
 
     @staticmethod
     def _issue(
@@ -134,7 +139,7 @@ class AuthService:
         )
         return tokens, refresh_claims
 
-    async def _dummy_hash_(self) -> str:
+    async def _dummy_password_hash(self) -> str:
         if self._dummy_hash is None:
             self._dummy_hash = await hash_password(new_token_id())
         return self._dummy_hash

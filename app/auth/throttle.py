@@ -44,7 +44,7 @@ class LoginThrottle:
             self._refuse_if_locked(locks)
             if await Cache.backend.incr(account_attempts, self.window_seconds) > self.account_limit:
                 await self._lock(account_lock)
-                self._refuse_if_locked([str(time.time() + self.window_seconds).encode()])
+                raise TooManyLoginAttemptsException(retry_after=self.window_seconds)
         except TooManyLoginAttemptsException:
             raise
         except Exception as error:

@@ -150,7 +150,7 @@ class UserService:
             user = await self.register(data)
         user.is_admin = True
         await self.repository.flush()
-        forget_auth_state_after_commit(user.id)
+        await forget_auth_state_after_commit(user.id)
         await self._forget_cached(user.id)
         return user
 
@@ -161,7 +161,7 @@ class UserService:
 
     async def _end_all_sessions(self, user_id: int) -> None:
         await self.repository.bump_token_version(user_id)
-        forget_auth_state_after_commit(user_id)
+        await forget_auth_state_after_commit(user_id)
 
 
 user_service = UserService()

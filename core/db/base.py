@@ -69,7 +69,3 @@ class SoftDeleteMixin:
     """Rows are marked deleted, never removed; queries for live rows filter on `deleted_at`."""
 
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None

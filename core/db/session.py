@@ -8,7 +8,6 @@ From then on its reads go to the writer too, so it always sees its own writes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import itertools
@@ -157,11 +156,17 @@ def use_writer() -> None:
     routing_state(session().sync_session).use_writer = True
 
 
+def _current_state() -> RoutingState | None:
+    """The routing state of this unit of work's session, if it has one yet."""
+    if _scope_id.get() is None or not session.registry.has():
+        return None
+    return routing_state(session().sync_session)
+
+
 def has_written() -> bool:
     """Whether this unit of work has written (so a user's next reads should see it)."""
-    if _scope_id.get() is None or not session.registry.has():
-        return False
-    return routing_state(session().sync_session).wrote
+    state = _current_state()
+    return state is not None and state.wrote
 
 
 def in_unit_of_work() -> bool:
@@ -171,9 +176,8 @@ def in_unit_of_work() -> bool:
 
 def in_transaction() -> bool:
     """Whether the current code runs inside a `@Transactional` block."""
-    if _scope_id.get() is None or not session.registry.has():
-        return False
-    return routing_state(session().sync_session).depth > 0
+    state = _current_state()
+    return state is not None and state.depth > 0
 
 
 def on_commit(callback: AfterCommit, *, propagate_errors: bool = False) -> None:
@@ -181,30 +185,26 @@ def on_commit(callback: AfterCommit, *, propagate_errors: bool = False) -> None:
 
     A failing callback is logged and the others still run; with `propagate_errors` its error
     is raised to the caller of the transaction afterwards (the data stays committed).
-    Outside a transaction there is nothing to wait for: a plain callback runs now, and a
-    coroutine function is started as a task on the running loop.
+    Outside a transaction there is nothing to wait for: the callback runs now. For coroutine
+    functions use `await after_commit(...)`, which can wait for them there.
     """
-    if in_transaction():
-        routing_state(session().sync_session).after_commit.append((callback, propagate_errors))
+    state = _current_state()
+    if state is not None and state.depth > 0:
+        state.after_commit.append((callback, propagate_errors))
         return
     result = callback()
     if inspect.isawaitable(result):
-        _start_background(result)
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError("on_commit got a coroutine outside a transaction; use after_commit")
 
 
-_background: set[asyncio.Task[None]] = set()
-
-
-def _start_background(awaitable: Awaitable[Any]) -> None:
-    async def _run() -> None:
-        try:
-            await awaitable
-        except Exception:
-            logger.exception("an on_commit callback failed")
-
-    task = asyncio.get_running_loop().create_task(_run())
-    _background.add(task)  # keep a reference so the task is not collected mid-run
-    task.add_done_callback(_background.discard)
+async def after_commit(callback: Callable[[], Awaitable[Any]]) -> None:
+    """`on_commit` for coroutine functions: awaited now when there is no transaction."""
+    if in_transaction():
+        on_commit(callback)
+    else:
+        await callback()
 
 
 async def _run_after_commit(callbacks: list[tuple[AfterCommit, bool]]) -> None:

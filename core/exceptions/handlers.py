@@ -56,11 +56,15 @@ def problem_response(
     return ProblemResponse(body, status_code=status_code, headers=headers)
 
 
-async def _custom(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CustomException)
+def problem_from(exc: CustomException) -> ProblemResponse:
     return problem_response(
         exc.status_code, exc.error_code, exc.detail, headers=exc.headers, **exc.extra
     )
+
+
+async def _custom(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CustomException)
+    return problem_from(exc)
 
 
 async def _validation(request: Request, exc: Exception) -> Response:

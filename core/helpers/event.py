@@ -19,7 +19,7 @@ from fastapi_event import BaseEvent
 from fastapi_event.handler import EventHandlerValidator
 from pydantic import BaseModel
 
-from core.db import in_transaction, in_unit_of_work, on_commit
+from core.db import after_commit, in_unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +40,7 @@ class EventDispatcher:
                 "events run when the work they belong to commits, and here there is none"
             )
         await self._validator.validate(event=event, parameter=parameter)
-        if in_transaction():
-            on_commit(lambda: self._run(event, parameter))
-        else:
-            await self._run(event, parameter)
+        await after_commit(lambda: self._run(event, parameter))
 
     @staticmethod
     async def _run(event: type[BaseEvent], parameter: BaseModel | None) -> None:

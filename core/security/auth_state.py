@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from core.config import config
-from core.db import on_commit
+from core.db import after_commit
 from core.helpers.cache import Cache
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ async def forget_auth_state(user_id: int) -> None:
         )
 
 
-def forget_auth_state_after_commit(user_id: int) -> None:
+async def forget_auth_state_after_commit(user_id: int) -> None:
     """Drop the user's cached auth state once the current transaction has committed."""
-    on_commit(lambda: forget_auth_state(user_id))
+    await after_commit(lambda: forget_auth_state(user_id))
 
 
 async def remember_recent_write(user_id: int) -> None:

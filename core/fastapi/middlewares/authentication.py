@@ -18,7 +18,7 @@ from core.exceptions import (
     DatabaseUnavailableException,
     UnauthorizedException,
 )
-from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_response
+from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_from
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.helpers.cache import Cache
 from core.helpers.cache.base import bounded
@@ -160,10 +160,7 @@ async def _refuse(error: CustomException, scope: Scope, receive: Receive, send: 
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    response = problem_response(
-        error.status_code, error.error_code, error.detail, headers=error.headers
-    )
-    await response(scope, receive, send)
+    await problem_from(error)(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -28,7 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 from pydantic import TypeAdapter
 
 from core.config import config
-from core.db import in_transaction, on_commit
+from core.db import after_commit
 from core.helpers.cache.base import (
     BaseBackend,
     BaseKeyMaker,
@@ -220,11 +220,11 @@ class CacheManager:
 
     async def remove_by_prefix(self, prefix: str) -> None:
         """Drop every entry cached under `prefix`; inside a transaction, once it commits."""
-        await self._after_commit(self._drop_namespace, prefix)
+        await after_commit(lambda: self._drop_namespace(prefix))
 
     async def remove_by_tag(self, tag: CacheTag | str) -> None:
         """Drop every entry cached under `tag`; inside a transaction, once it commits."""
-        await self._after_commit(self._drop_namespace, str(tag))
+        await after_commit(lambda: self._drop_namespace(str(tag)))
 
     async def remove(
         self, function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
@@ -236,13 +236,7 @@ class CacheManager:
         if inspect.ismethod(function):
             args = (function.__self__, *args)
         call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
-        await self._after_commit(self._drop_entry, spec.namespace, call_key)
-
-    async def _after_commit(self, drop: Callable[..., Awaitable[None]], *args: str) -> None:
-        if in_transaction():
-            on_commit(lambda: drop(*args))
-        else:
-            await drop(*args)
+        await after_commit(lambda: self._drop_entry(spec.namespace, call_key))
 
     async def _drop_namespace(self, namespace: str) -> None:
         head = _namespace_key(namespace)
