@@ -132,6 +132,24 @@ async def test_a_token_for_a_user_that_does_not_exist_is_revoked(client: AsyncCl
     assert (await me(client, f"Bearer {token}"))[:2] == (401, "TOKEN_REVOKED")
 
 
+async def test_a_token_that_worked_is_refused_once_it_expires(client: AsyncClient) -> None:
+    account = await signed_up(client)
+    lifetime = timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
+    token, claims = encode_token(
+        user_id=account.id,
+        token_type="access",
+        session_id="short-lived",
+        token_version=0,
+        now=datetime.now(UTC) - lifetime + timedelta(seconds=1.5),
+    )
+    assert (await me(client, f"Bearer {token}"))[0] == 200
+
+    # Verified tokens are remembered by the process; their expiry is still checked each time.
+    await asyncio.sleep(max(0.0, (claims.expires_at - datetime.now(UTC)).total_seconds()) + 0.1)
+
+    assert (await me(client, f"Bearer {token}"))[:2] == (401, "TOKEN_EXPIRED")
+
+
 async def test_refresh_rotates_and_reuse_revokes_the_whole_family(client: AsyncClient) -> None:
     account = await signed_up(client)
 
