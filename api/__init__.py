@@ -1,10 +1,19 @@
-from fastapi import APIRouter
+"""The HTTP routes: every resource router is included into the app directly.
+
+FastAPI matches included routers level by level on every request, so one flat level (rather
+than an /api router holding a /v1 router holding the resources) keeps route matching short.
+"""
+
+from fastapi import FastAPI
 
 from api.health import router as health_router
-from api.v1 import router as v1_router
+from api.v1 import V1_PREFIX, v1_routers
 
-router = APIRouter()
-router.include_router(health_router)
-router.include_router(v1_router)
 
-__all__ = ["router"]
+def include_routers(app: FastAPI) -> None:
+    app.include_router(health_router)
+    for router in v1_routers:
+        app.include_router(router, prefix=V1_PREFIX)
+
+
+__all__ = ["include_routers"]

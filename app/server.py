@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
-from api import router
+from api import include_routers
 from app.auth import load_auth_state
 from core.config import config
 from core.db import databases
@@ -23,6 +23,7 @@ from core.fastapi.middlewares import (
 )
 from core.helpers.cache import Cache
 from core.logging import configure_logging
+from core.security.auth_state import local_auth_states
 
 
 @asynccontextmanager
@@ -32,6 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         try:
+            await local_auth_states.close()
             await databases.dispose()
         finally:
             await Cache.close()
@@ -72,6 +74,6 @@ def create_app() -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.include_router(router)
+    include_routers(app)
     install_exception_handlers(app)
     return app

@@ -116,20 +116,29 @@ session: async_scoped_session[AsyncSession] = async_scoped_session(
 """The session of the current unit of work (request or task): one per scope, made on first use."""
 
 
-@asynccontextmanager
-async def session_scope() -> AsyncIterator[None]:
+class session_scope:  # noqa: N801 - used like a function: `async with session_scope():`
     """Give the code inside its own `session`; close it (returning its connections) at the end.
 
-    Creating the scope costs nothing: a session, and a connection, appear only when used.
+    Creating the scope costs nothing: a session, and a connection, appear only when used. A
+    class rather than a generator: every request enters one.
     """
-    token = _scope_id.set(next(_scope_ids))
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_token",)
+
+    async def __aenter__(self) -> None:
+        self._token = _scope_id.set(next(_scope_ids))
+
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
-            await session.remove()
+            await close_session()
         finally:
-            _scope_id.reset(token)
+            _scope_id.reset(self._token)
+
+
+async def close_session() -> None:
+    """Close this scope's session if it has one; the next use of `session` opens a new one."""
+    if session.registry.has():
+        await session.remove()
 
 
 @asynccontextmanager

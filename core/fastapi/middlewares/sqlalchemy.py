@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.db import session, session_scope
+from core.db import close_session, session_scope
 
 
 class SQLAlchemyMiddleware:
@@ -23,7 +23,7 @@ class SQLAlchemyMiddleware:
 
         async def send_after_closing_session(message: Message) -> None:
             if message["type"] == "http.response.start":
-                await session.remove()
+                await close_session()
             await send(message)
 
         async with session_scope():
