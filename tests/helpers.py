@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import uuid4
@@ -65,3 +66,25 @@ async def signed_up(
         refresh_token=tokens["refresh_token"],
         responses=[created, logged_in],
     )
+
+
+# A change made in another process reaches this one as a published message; the event loop
+# has to run to hear it. Far below the 10 s a local copy of an auth state may live.
+HEARD_WITHIN_SECONDS = 1.0
+
+
+async def status_within(
+    client: AsyncClient,
+    path: str,
+    headers: dict[str, str],
+    expected: int,
+    seconds: float = HEARD_WITHIN_SECONDS,
+) -> int:
+    """GET `path` until it answers `expected` or `seconds` have passed; the last status."""
+    status = 0
+    for _ in range(max(1, int(seconds / 0.05))):
+        status = (await client.get(path, headers=headers)).status_code
+        if status == expected:
+            break
+        await asyncio.sleep(0.05)
+    return status

@@ -1,14 +1,22 @@
-"""What a valid token still needs checked per request, kept in the cache backend.
+"""What a valid token still needs checked per request, kept in the cache backend and, while
+this process hears every change, in the process itself.
 
-A request with a valid access token costs one cache round trip (a multi-get of the user's auth
-state and read-your-writes marker) and no database query. The state is loaded from the writer
-on a miss, expires after AUTH_STATE_TTL_SECONDS, and is dropped right after any commit that
-changes it, so role changes, logouts, password changes and deletions apply on the next request.
+The shared copy: a multi-get of the user's auth state and read-your-writes marker, one cache
+round trip. The state is loaded from the writer on a miss, expires after AUTH_STATE_TTL_SECONDS,
+and is dropped right after any commit that changes it, so role changes, logouts, password
+changes and deletions apply on the next request.
+
+The local copy (`local_auth_states`) saves that round trip: every change is also published, and
+each process drops its copy when it hears of it. In the steady state a request with a valid
+token then costs no round trip at all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 import orjson
@@ -65,9 +73,140 @@ def recent_write_key(user_id: int) -> str:
     return f"ryw:{user_id}"
 
 
+# Where changes are announced: b"s:<user id>" (state changed), b"w:<user id>" (user wrote).
+CHANGES_CHANNEL = "auth:changes"
+# A local copy is used at most this long, even while no change is heard: it bounds how long a
+# subscription that died without an error could hide a change.
+LOCAL_COPY_SECONDS = 10.0
+# After losing the subscription, how long to wait before subscribing again.
+RESUBSCRIBE_SECONDS = 1.0
+
+
+class LocalAuthStates:
+    """This process's copies of auth states and recent-write marks.
+
+    Copies are trusted only while the listener is subscribed to CHANGES_CHANNEL, on the event
+    loop that serves the requests. Before that, after the subscription is lost and until it is
+    back, `get` returns None and the caller reads the shared cache. Losing the subscription
+    drops every copy, as messages may have been missed.
+    """
+
+    def __init__(self, max_users: int = 100_000) -> None:
+        self.max_users = max_users
+        self._states: dict[int, tuple[AuthState, float]] = {}
+        self._recent_writes: dict[int, float] = {}
+        # Bumped by every change heard: a state read before a change must not be kept after it.
+        self.generation = 0
+        self._subscribed = False
+        self._listener: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self, user_id: int) -> tuple[AuthState, bool] | None:
+        """The user's state and whether they wrote recently, or None: ask the shared cache."""
+        if not self._trusted():
+            return None
+        found = self._states.get(user_id)
+        if found is None:
+            return None
+        state, expires = found
+        now = time.monotonic()
+        if now >= expires:
+            del self._states[user_id]
+            return None
+        return state, self._recent_writes.get(user_id, 0.0) > now
+
+    def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> None:
+        """Keep what was read as of `generation`, unless a change was heard since."""
+        if generation != self.generation or not self._subscribed:
+            return
+        if len(self._states) >= self.max_users:
+            self._states.pop(next(iter(self._states)), None)
+        now = time.monotonic()
+        self._states[user_id] = (state, now + LOCAL_COPY_SECONDS)
+        if recent_write:
+            self.wrote(user_id, now)
+
+    def forget(self, user_id: int) -> None:
+        self.generation += 1
+        self._states.pop(user_id, None)
+
+    def wrote(self, user_id: int, now: float | None = None) -> None:
+        """Send this user's reads to the writer for READ_YOUR_WRITES_SECONDS."""
+        now = time.monotonic() if now is None else now
+        self._recent_writes[user_id] = now + config.READ_YOUR_WRITES_SECONDS
+        if len(self._recent_writes) >= self.max_users:
+            self._recent_writes = {
+                user: until for user, until in self._recent_writes.items() if until > now
+            }
+
+    def _trusted(self) -> bool:
+        if not self._subscribed:
+            self._start_listening()
+            return False
+        return asyncio.get_running_loop() is self._loop
+
+    def _start_listening(self) -> None:
+        if not Cache.backend.broadcasts:
+            return
+        if self._listener is not None and not self._listener.done():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._listener = self._loop.create_task(self._listen(), name="auth-state-listener")
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for message in Cache.backend.listen(CHANGES_CHANNEL):
+                    if message is None:
+                        self._subscribed = True
+                    else:
+                        self._heard(message)
+            except Exception as error:
+                if self._subscribed:  # once per outage, not once per retry
+                    logger.warning("lost auth state changes (%r); using the shared cache", error)
+            self._subscribed = False
+            self.clear()
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    def _heard(self, message: bytes) -> None:
+        kind, _, user = message.partition(b":")
+        user_id = int(user)
+        if kind == b"s":
+            self.forget(user_id)
+        elif kind == b"w":
+            self.wrote(user_id)
+
+    def clear(self) -> None:
+        """Drop every copy."""
+        self.generation += 1
+        self._states.clear()
+        self._recent_writes.clear()
+
+    async def close(self) -> None:
+        """Stop listening (at shutdown); the next request starts again."""
+        listener, self._listener = self._listener, None
+        self._subscribed = False
+        self.clear()
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+
+local_auth_states = LocalAuthStates()
+
+
+async def _announce(message: bytes) -> None:
+    backend = Cache.backend
+    if backend.broadcasts:
+        await backend.publish(CHANGES_CHANNEL, message)
+
+
 async def forget_auth_state(user_id: int) -> None:
+    local_auth_states.forget(user_id)
     try:
         await Cache.backend.set(auth_state_key(user_id), HELD, AUTH_STATE_HOLD_SECONDS)
+        await _announce(b"s:%d" % user_id)
     except Exception as error:
         logger.warning(
             "could not drop the auth state of user %s (%r); it expires within %.0f s",
@@ -86,7 +225,9 @@ async def remember_recent_write(user_id: int) -> None:
     """Send this user's reads to the writer for READ_YOUR_WRITES_SECONDS, in every process."""
     if config.READ_YOUR_WRITES_SECONDS <= 0:
         return
+    local_auth_states.wrote(user_id)
     try:
         await Cache.backend.set(recent_write_key(user_id), b"1", config.READ_YOUR_WRITES_SECONDS)
+        await _announce(b"w:%d" % user_id)
     except Exception as error:
         logger.warning("could not record a recent write of user %s (%r)", user_id, error)

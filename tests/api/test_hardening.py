@@ -9,7 +9,7 @@ import bcrypt
 import pytest
 from httpx import AsyncClient
 
-from core.helpers.cache import Cache
+from core.security.auth_state import forget_auth_state
 from tests.helpers import PASSWORD, login, registration, signed_up
 from tests.servers import ServerStack
 
@@ -98,7 +98,7 @@ async def test_a_database_outage_during_authentication_is_a_503(
     client: AsyncClient, stack: ServerStack
 ) -> None:
     account = await signed_up(client)
-    await Cache.backend.delete(f"auth:state:{account.id}")  # force a database lookup
+    await forget_auth_state(account.id)  # the next request loads it from the database
     stack.primary.stop()
     try:
         response = await asyncio.wait_for(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from httpx import AsyncClient
 
-from tests.helpers import PASSWORD, login, signed_up, unique_email
+from tests.helpers import PASSWORD, login, signed_up, status_within, unique_email
 from tests.servers import ServerStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +49,8 @@ async def test_promotes_an_existing_account_idempotently_from_the_environment(
         result = create_superuser(env={"FIRST_SUPERUSER_EMAIL": account.email})
         assert result.returncode == 0, result.stderr
 
-    # Takes effect on the next request of the already logged-in user.
-    assert (await client.get("/api/v1/users", headers=account.headers)).status_code == 200
+    # Takes effect for the already logged-in user as soon as this process hears of it.
+    assert await status_within(client, "/api/v1/users", account.headers, 200) == 200
     count = stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{account.email}'")
     assert count == "1"
 

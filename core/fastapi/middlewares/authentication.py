@@ -28,6 +28,7 @@ from core.security.auth_state import (
     INACTIVE,
     AuthState,
     auth_state_key,
+    local_auth_states,
     recent_write_key,
     remember_recent_write,
 )
@@ -61,10 +62,7 @@ class TokenAuthBackend:
             raise InvalidTokenException("The Authorization header must be 'Bearer <token>'.")
         claims = decode_token(token, "access")
 
-        state, recent_write = await self._cached_state(claims.user_id)
-        if state is None:
-            state = await self.load_state(claims.user_id) or INACTIVE
-            await self._cache_state(claims.user_id, state)
+        state, recent_write = await self._state(claims.user_id)
         if (
             not state.active
             or state.token_version != claims.token_version
@@ -78,6 +76,20 @@ class TokenAuthBackend:
             session_id=claims.session_id,
         )
         return user, recent_write
+
+    async def _state(self, user_id: int) -> tuple[AuthState, bool]:
+        """The user's auth state and whether they wrote recently: from this process's copy, else
+        from the shared cache, else from the database."""
+        local = local_auth_states.get(user_id)
+        if local is not None:
+            return local
+        generation = local_auth_states.generation
+        state, recent_write = await self._cached_state(user_id)
+        if state is None:
+            state = await self.load_state(user_id) or INACTIVE
+            await self._cache_state(user_id, state)
+        local_auth_states.keep(user_id, state, recent_write, generation)
+        return state, recent_write
 
     @staticmethod
     async def _cached_state(user_id: int) -> tuple[AuthState | None, bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -85,6 +85,22 @@ class BaseBackend(ABC):
         version = int(raw_version or 0)
         value = await self.get(versioned_key(head, version, tail))
         return VersionedRead(version, hold is not None, value)
+
+    # Whether `publish` reaches every process that `listen`s through this store. A store that
+    # lives in one process has nobody else to tell.
+    broadcasts: bool = False
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Send `message` to every listener of `channel` (stores that broadcast)."""
+        raise NotImplementedError(f"{type(self).__name__} does not broadcast")
+
+    def listen(self, channel: str) -> AsyncIterator[bytes | None]:
+        """Messages on `channel`: first None, once subscribed, then each message as it comes.
+
+        It raises CacheUnavailableError when the connection is lost: messages may have been
+        missed from then on.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not broadcast")
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release this event loop's connections; the backend may be used again afterwards."""

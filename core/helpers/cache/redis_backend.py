@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
@@ -17,6 +17,9 @@ from core.helpers.cache.base import BaseBackend, CacheUnavailableError, Versione
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long one wait for a published message lasts; a lost connection shows up within it.
+LISTEN_POLL_SECONDS = 1.0
 
 
 class RedisBackend(BaseBackend):
@@ -129,6 +132,25 @@ class RedisBackend(BaseBackend):
 
         version, held, value = await self._call(read)
         return VersionedRead(int(version), bool(held), value)
+
+    broadcasts = True
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        await self._call(lambda redis: redis.publish(channel, message))
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes | None]:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            yield None
+            while True:
+                message = await pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
+                if message is not None:
+                    yield message["data"]
+        except (RedisError, OSError, TimeoutError) as error:
+            raise CacheUnavailableError(f"lost the subscription to {channel}: {error}") from error
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> bool:
         return bool(await self._call(lambda redis: redis.ping()))

@@ -1,0 +1,100 @@
+"""Auth state copies held per process: a change made anywhere applies everywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from httpx import AsyncClient
+
+from core.helpers.cache import Cache
+from core.helpers.cache.base import CacheUnavailableError
+from core.security.auth_state import local_auth_states
+from tests.helpers import signed_up, status_within
+from tests.servers import ServerStack
+from tests.test_main import ROOT, free_port, stop, wait_until_serving
+
+ME = "/api/v1/users/me"
+
+
+@pytest.fixture
+def other_process() -> Iterator[str]:
+    """A second API process on the same databases and Redis, as another worker would be."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, server)
+        yield base_url
+    finally:
+        stop(server)
+
+
+async def holds_a_copy(client: AsyncClient, headers: dict[str, str], user_id: int) -> None:
+    """Request until this process answers from its own copy of the user's auth state."""
+    for _ in range(100):
+        assert (await client.get(ME, headers=headers)).status_code == 200
+        if local_auth_states.get(user_id) is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("this process never kept a copy of the auth state")
+
+
+async def test_a_logout_in_another_process_applies_here(
+    client: AsyncClient, other_process: str
+) -> None:
+    account = await signed_up(client)
+    await holds_a_copy(client, account.headers, account.id)
+
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        logout = await other.post("/api/v1/auth/logout", headers=account.headers)
+    assert logout.status_code == 204
+
+    assert await status_within(client, ME, account.headers, 401) == 401
+
+
+async def test_losing_redis_drops_the_copies_and_the_database_decides(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    await holds_a_copy(client, account.headers, account.id)
+
+    stack.redis.stop()
+    try:
+        # Changed behind everyone's back: nobody announces it, only the database knows.
+        stack.primary.psql(
+            f"UPDATE users SET token_version = token_version + 1 WHERE id = {account.id}"
+        )
+        stack.wait_for_replica()
+        status = await status_within(client, ME, account.headers, 401, seconds=5)
+    finally:
+        stack.redis.start()
+        await cache_answers_again()
+
+    assert status == 401
+
+
+async def cache_answers_again() -> None:
+    """After an outage the backend fails fast for a moment; wait until it answers."""
+    for _ in range(100):
+        with contextlib.suppress(CacheUnavailableError):
+            if await Cache.backend.ping():
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the cache did not answer again")
