@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 
 from app.user.models import User
 from core.db import session, session_factory
@@ -13,6 +14,21 @@ class Credentials(NamedTuple):
     user_id: int
     password_hash: str
     token_version: int
+
+
+# What the API shows of a user. Read as plain columns: no ORM objects to build for a response.
+PUBLIC_COLUMNS = (User.id, User.email, User.nickname, User.is_admin, User.created_at)
+PublicRow = Row[int, str, str, bool, datetime]
+# Built once: constructing a statement costs more than the database takes to answer it.
+_PUBLIC_BY_ID = select(*PUBLIC_COLUMNS).where(
+    User.id == bindparam("user_id"), User.deleted_at.is_(None)
+)
+_PUBLIC_AFTER_ID = (
+    select(*PUBLIC_COLUMNS)
+    .where(User.id > bindparam("after_id"), User.deleted_at.is_(None))
+    .order_by(User.id)
+    .limit(bindparam("limit"))
+)
 
 
 class UserRepository:
@@ -59,16 +75,15 @@ class UserRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def list_after(self, after_id: int, limit: int) -> Sequence[User]:
-        """Live users with ids above `after_id`, in id order: keyset pagination stays stable
-        while rows are added or deleted."""
-        query = (
-            select(User)
-            .where(User.id > after_id, User.deleted_at.is_(None))
-            .order_by(User.id)
-            .limit(limit)
-        )
-        return (await session.scalars(query)).all()
+    async def public(self, user_id: int) -> PublicRow | None:
+        """The PUBLIC_COLUMNS of a live user."""
+        return (await session.execute(_PUBLIC_BY_ID, {"user_id": user_id})).one_or_none()
+
+    async def public_after(self, after_id: int, limit: int) -> Sequence[PublicRow]:
+        """The PUBLIC_COLUMNS of live users with ids above `after_id`, in id order: keyset
+        pagination stays stable while rows are added or deleted."""
+        parameters = {"after_id": after_id, "limit": limit}
+        return (await session.execute(_PUBLIC_AFTER_ID, parameters)).all()
 
     async def add(self, user: User) -> User:
         session.add(user)

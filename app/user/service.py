@@ -66,7 +66,10 @@ class UserService:
     @Cache.cached(prefix="user", ttl=60)
     async def get_read(self, user_id: int) -> UserRead:
         """What the API shows of a user, cached until the user changes."""
-        return UserRead.model_validate(await self.get(user_id))
+        row = await self.repository.public(user_id)
+        if row is None:
+            raise UserNotFoundException()
+        return UserRead.model_validate(row)
 
     async def send_welcome_email(self, user_id: int) -> str:
         """Queue the welcome mail again; returns the task id."""
@@ -86,11 +89,11 @@ class UserService:
     @Cache.cached(tag=CacheTag.GET_USER_LIST, ttl=60)
     async def list_page(self, limit: int, cursor: str | None) -> UserPage:
         after_id = decode_cursor(cursor) if cursor else 0
-        users = await self.repository.list_after(after_id, limit + 1)
-        page = users[:limit]
-        has_more = len(users) > limit
+        rows = await self.repository.public_after(after_id, limit + 1)
+        page = rows[:limit]
+        has_more = len(rows) > limit
         return UserPage(
-            items=[UserRead.model_validate(user) for user in page],
+            items=[UserRead.model_validate(row) for row in page],
             next_cursor=encode_cursor(page[-1].id) if has_more else None,
         )
 
