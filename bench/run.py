@@ -278,6 +278,16 @@ def celery_round_trip(env: dict[str, str]) -> dict[str, list[float]]:
         worker.wait(timeout=60)
 
 
+def hold(cache: redis.Redis, namespace: str, seconds: int) -> None:
+    """Make every read of a cache namespace miss for `seconds`, in every process: the hold a
+    removal sets, and the announcement that drops the processes' own copies."""
+    from core.helpers.cache import Cache
+    from core.helpers.cache.local_entries import CACHE_TOPIC, namespace_removed
+
+    cache.set(f"cache:{namespace}:hold", b"1", px=seconds * 1000)
+    cache.publish(Cache.changes.channel, CACHE_TOPIC + b":" + namespace_removed(namespace))
+
+
 def versions() -> dict[str, str]:
     names = ["fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "celery", "redis", "pyjwt"]
     found = {name: metadata.version(name) for name in names}
@@ -346,7 +356,7 @@ def main() -> int:
                 # Auth states expire after 60 s; a live API's active users keep theirs warm.
                 prime(f"http://127.0.0.1:{port}/api/v1/users/me", files["users"])
             if scenario.hold:
-                cache.set(f"cache:{scenario.hold}:hold", b"1", px=(seconds + 5) * 1000)
+                hold(cache, scenario.hold, seconds + 5)
             token_file = None
             if scenario.tokens == "refresh":
                 token_file = files[f"refresh-{run_index}"]

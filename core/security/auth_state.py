@@ -13,8 +13,6 @@ token then costs no round trip at all.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -73,22 +71,18 @@ def recent_write_key(user_id: int) -> str:
     return f"ryw:{user_id}"
 
 
-# Where changes are announced: b"s:<user id>" (state changed), b"w:<user id>" (user wrote).
-CHANGES_CHANNEL = "auth:changes"
+# The change feed's topic: b"s<user id>" (the state changed), b"w<user id>" (the user wrote).
+AUTH_TOPIC = b"auth"
 # A local copy is used at most this long, even while no change is heard: it bounds how long a
 # subscription that died without an error could hide a change.
 LOCAL_COPY_SECONDS = 10.0
-# After losing the subscription, how long to wait before subscribing again.
-RESUBSCRIBE_SECONDS = 1.0
 
 
 class LocalAuthStates:
     """This process's copies of auth states and recent-write marks.
 
-    Copies are trusted only while the listener is subscribed to CHANGES_CHANNEL, on the event
-    loop that serves the requests. Before that, after the subscription is lost and until it is
-    back, `get` returns None and the caller reads the shared cache. Losing the subscription
-    drops every copy, as messages may have been missed.
+    Copies are used only while the cache's change feed is live; when it is not, `get` returns
+    None and the caller reads the shared cache. Losing the feed drops every copy.
     """
 
     def __init__(self, max_users: int = 100_000) -> None:
@@ -97,13 +91,11 @@ class LocalAuthStates:
         self._recent_writes: dict[int, float] = {}
         # Bumped by every change heard: a state read before a change must not be kept after it.
         self.generation = 0
-        self._subscribed = False
-        self._listener: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        Cache.changes.register(AUTH_TOPIC, self._heard, self.clear)
 
     def get(self, user_id: int) -> tuple[AuthState, bool] | None:
         """The user's state and whether they wrote recently, or None: ask the shared cache."""
-        if not self._trusted():
+        if not Cache.changes.live():
             return None
         found = self._states.get(user_id)
         if found is None:
@@ -117,7 +109,7 @@ class LocalAuthStates:
 
     def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> None:
         """Keep what was read as of `generation`, unless a change was heard since."""
-        if generation != self.generation or not self._subscribed:
+        if generation != self.generation or not Cache.changes.live():
             return
         if len(self._states) >= self.max_users:
             self._states.pop(next(iter(self._states)), None)
@@ -139,41 +131,11 @@ class LocalAuthStates:
                 user: until for user, until in self._recent_writes.items() if until > now
             }
 
-    def _trusted(self) -> bool:
-        if not self._subscribed:
-            self._start_listening()
-            return False
-        return asyncio.get_running_loop() is self._loop
-
-    def _start_listening(self) -> None:
-        if not Cache.backend.broadcasts:
-            return
-        if self._listener is not None and not self._listener.done():
-            return
-        self._loop = asyncio.get_running_loop()
-        self._listener = self._loop.create_task(self._listen(), name="auth-state-listener")
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                async for message in Cache.backend.listen(CHANGES_CHANNEL):
-                    if message is None:
-                        self._subscribed = True
-                    else:
-                        self._heard(message)
-            except Exception as error:
-                if self._subscribed:  # once per outage, not once per retry
-                    logger.warning("lost auth state changes (%r); using the shared cache", error)
-            self._subscribed = False
-            self.clear()
-            await asyncio.sleep(RESUBSCRIBE_SECONDS)
-
-    def _heard(self, message: bytes) -> None:
-        kind, _, user = message.partition(b":")
-        user_id = int(user)
-        if kind == b"s":
+    def _heard(self, payload: bytes) -> None:
+        user_id = int(payload[1:])
+        if payload[:1] == b"s":
             self.forget(user_id)
-        elif kind == b"w":
+        else:
             self.wrote(user_id)
 
     def clear(self) -> None:
@@ -182,31 +144,15 @@ class LocalAuthStates:
         self._states.clear()
         self._recent_writes.clear()
 
-    async def close(self) -> None:
-        """Stop listening (at shutdown); the next request starts again."""
-        listener, self._listener = self._listener, None
-        self._subscribed = False
-        self.clear()
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-
 
 local_auth_states = LocalAuthStates()
-
-
-async def _announce(message: bytes) -> None:
-    backend = Cache.backend
-    if backend.broadcasts:
-        await backend.publish(CHANGES_CHANNEL, message)
 
 
 async def forget_auth_state(user_id: int) -> None:
     local_auth_states.forget(user_id)
     try:
         await Cache.backend.set(auth_state_key(user_id), HELD, AUTH_STATE_HOLD_SECONDS)
-        await _announce(b"s:%d" % user_id)
+        await Cache.changes.announce(AUTH_TOPIC, b"s%d" % user_id)
     except Exception as error:
         logger.warning(
             "could not drop the auth state of user %s (%r); it expires within %.0f s",
@@ -228,6 +174,6 @@ async def remember_recent_write(user_id: int) -> None:
     local_auth_states.wrote(user_id)
     try:
         await Cache.backend.set(recent_write_key(user_id), b"1", config.READ_YOUR_WRITES_SECONDS)
-        await _announce(b"w:%d" % user_id)
+        await Cache.changes.announce(AUTH_TOPIC, b"w%d" % user_id)
     except Exception as error:
         logger.warning("could not record a recent write of user %s (%r)", user_id, error)

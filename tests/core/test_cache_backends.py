@@ -88,6 +88,41 @@ async def test_redis_backend_fails_fast_while_redis_is_down(stack: ServerStack) 
     await backend.close()
 
 
+async def test_more_callers_than_redis_connections_wait_their_turn(stack: ServerStack) -> None:
+    backend = RedisBackend(stack.redis.url_for(3), max_connections=2)
+    await backend.set("k", b"v")
+
+    # A busy process is not a Redis outage: nobody fails, and nothing is marked down.
+    values = await asyncio.gather(*(backend.get("k") for _ in range(50)))
+
+    assert values == [b"v"] * 50
+    assert await backend.get("k") == b"v"
+    await backend.close()
+
+
+async def test_a_message_reaches_every_listener(stack: ServerStack) -> None:
+    stores = [RedisBackend(stack.redis.url_for(3)) for _ in range(3)]
+    sender, listeners = stores[0], stores[1:]
+    subscribed = [asyncio.Event() for _ in listeners]
+
+    async def first_message(listener: RedisBackend, ready: asyncio.Event) -> bytes | None:
+        async for message in listener.listen("news"):
+            if message is None:
+                ready.set()
+            else:
+                return message
+        return None
+
+    heard = asyncio.gather(*map(first_message, listeners, subscribed))
+    for ready in subscribed:
+        await asyncio.wait_for(ready.wait(), 5)
+    await sender.publish("news", b"hello")
+
+    assert await asyncio.wait_for(heard, 5) == [b"hello", b"hello"]
+    for store in stores:
+        await store.close()
+
+
 class DictBackend(BaseBackend):
     """The least a custom backend implements."""
 

@@ -25,6 +25,8 @@ class VersionedRead(NamedTuple):
     version: int
     held: bool
     value: bytes | None
+    # Seconds the entry has left, where the store tells (None: unknown or no expiry).
+    expires_in: float | None = None
 
 
 class BaseBackend(ABC):
@@ -95,7 +97,8 @@ class BaseBackend(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not broadcast")
 
     def listen(self, channel: str) -> AsyncIterator[bytes | None]:
-        """Messages on `channel`: first None, once subscribed, then each message as it comes.
+        """Messages on `channel` as they come, and None whenever the subscription is known to
+        be in place: first once subscribed, then after each quiet moment (about a second).
 
         It raises CacheUnavailableError when the connection is lost: messages may have been
         missed from then on.

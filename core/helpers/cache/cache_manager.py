@@ -8,7 +8,9 @@ Key layout, for a function cached in namespace `ns` (its prefix or tag):
 
 A hit costs one backend round trip (version, hold and entry are read together); removing a
 namespace costs one increment, whatever its size, and never scans the keyspace: entries of older
-versions are simply never read again and expire.
+versions are simply never read again and expire. With a backend that broadcasts (Redis), each
+process also keeps copies of the entries it read, dropped whenever a removal is announced on
+the change feed (local_entries.py): a repeated hit then costs no round trip at all.
 
 After a removal, reads may still be served by a lagging replica. For READ_YOUR_WRITES_SECONDS
 the namespace (or the removed entry) is "held": calls run the function but do not store what
@@ -37,7 +39,14 @@ from core.helpers.cache.base import (
     versioned_key,
 )
 from core.helpers.cache.cache_tag import CacheTag
+from core.helpers.cache.change_feed import ChangeFeed
 from core.helpers.cache.key_maker import DefaultKeyMaker
+from core.helpers.cache.local_entries import (
+    CACHE_TOPIC,
+    LocalEntries,
+    entry_removed,
+    namespace_removed,
+)
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
 
@@ -89,11 +98,16 @@ class CacheManager:
         self._backend: BaseBackend | None = None
         self._key_maker: BaseKeyMaker = DefaultKeyMaker()
         self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+        # Changes announced by any process: what keeps local copies of shared data honest.
+        self.changes = ChangeFeed(lambda: self.backend)
+        self._local = LocalEntries()
+        self.changes.register(CACHE_TOPIC, self._local.heard, self._local.clear)
 
     def init(
         self, backend: BaseBackend | None = None, key_maker: BaseKeyMaker | None = None
     ) -> None:
         if backend is not None:
+            self.changes.stop()
             self._backend = backend
         if key_maker is not None:
             self._key_maker = key_maker
@@ -113,16 +127,19 @@ class CacheManager:
 
     async def close(self) -> None:
         """Close the backend's connections of this event loop; it reconnects when used again."""
+        await self.changes.close()
         if self._backend is not None:
             await self._backend.close()
 
     def forget_inherited(self) -> None:
         """In a forked child process: drop the parent's connections without closing them."""
+        self.changes.forget_inherited()
         if self._backend is not None:
             self._backend.forget_inherited()
 
     def reset(self) -> None:
         """Forget the backend; the next use builds one from the settings again."""
+        self.changes.stop()
         self._backend = None
 
     # --- caching -------------------------------------------------------------------------
@@ -159,13 +176,25 @@ class CacheManager:
 
     async def _call(self, spec: CachedFunction, args: Any, kwargs: Any) -> Any:
         call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
+        local_copies = self.changes.live()
+        if local_copies:
+            copy = self._local.get(spec.namespace, call_key)
+            if copy is not None:
+                # Validated again on every use: callers may change what they are given.
+                return spec.adapter.validate_json(copy)
+        generation = self._local.generation
         head = _namespace_key(spec.namespace)
         read = await self._read(spec, head, call_key)
         if read is not None and read.value and not read.held:
             try:
-                return spec.adapter.validate_json(read.value)
+                value = spec.adapter.validate_json(read.value)
             except ValueError:
                 logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
+            else:
+                if local_copies:
+                    seconds = spec.ttl if read.expires_in is None else read.expires_in
+                    self._local.keep(spec.namespace, call_key, read.value, seconds, generation)
+                return value
         store_under = read.version if read is not None and _may_store(read) else None
         return await self._compute_once(spec, args, kwargs, head, call_key, store_under)
 
@@ -240,16 +269,19 @@ class CacheManager:
 
     async def _drop_namespace(self, namespace: str) -> None:
         head = _namespace_key(namespace)
+        self._local.drop_namespace(namespace)
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
                 await self.backend.incr(f"{head}:version")
                 if _hold_seconds() > 0:
                     await self.backend.set(f"{head}:hold", b"1", _hold_seconds())
+                await self.changes.announce(CACHE_TOPIC, namespace_removed(namespace))
         except Exception as error:
             logger.warning("could not drop cache namespace %s (%r)", namespace, error)
 
     async def _drop_entry(self, namespace: str, call_key: str) -> None:
         head = _namespace_key(namespace)
+        self._local.drop_entry(namespace, call_key)
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT_SECONDS):
                 read = await self.backend.get_versioned(
@@ -260,6 +292,7 @@ class CacheManager:
                     await self.backend.set(key, TOMBSTONE, _hold_seconds())
                 else:
                     await self.backend.delete(key)
+                await self.changes.announce(CACHE_TOPIC, entry_removed(namespace, call_key))
         except Exception as error:
             logger.warning("could not drop a cache entry of %s (%r)", namespace, error)
 

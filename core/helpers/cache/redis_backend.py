@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,16 +53,20 @@ class RedisBackend(BaseBackend):
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = Redis.from_url(
+            # More concurrent callers than connections wait for one (up to the timeout) instead
+            # of failing at once: a busy process is not a Redis outage.
+            pool = BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                max_connections=self.max_connections,
                 # One immediate retry on a fresh connection: a pooled connection that died
                 # with a Redis restart must not fail the request that happens to pick it.
                 retry=Retry(NoBackoff(), retries=1),
                 retry_on_error=[RedisConnectionError],
             )
+            client = self._clients[loop] = Redis(connection_pool=pool)
         return client
 
     async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
@@ -130,8 +134,9 @@ class RedisBackend(BaseBackend):
                 await redis.eval(_VERSIONED_GET, 2, version_key, hold_key, head, tail),
             )
 
-        version, held, value = await self._call(read)
-        return VersionedRead(int(version), bool(held), value)
+        version, held, value, milliseconds_left = await self._call(read)
+        expires_in = milliseconds_left / 1000 if milliseconds_left >= 0 else None
+        return VersionedRead(int(version), bool(held), value, expires_in)
 
     broadcasts = True
 
@@ -145,8 +150,7 @@ class RedisBackend(BaseBackend):
             yield None
             while True:
                 message = await pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
-                if message is not None:
-                    yield message["data"]
+                yield None if message is None else message["data"]
         except (RedisError, OSError, TimeoutError) as error:
             raise CacheUnavailableError(f"lost the subscription to {channel}: {error}") from error
         finally:
@@ -158,7 +162,7 @@ class RedisBackend(BaseBackend):
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)
 
     def forget_inherited(self) -> None:
         """In a forked child: drop the parent's clients without touching their sockets."""
@@ -169,8 +173,11 @@ class RedisBackend(BaseBackend):
 _VERSIONED_GET = """
 local version = redis.call('GET', KEYS[1]) or '0'
 local held = redis.call('EXISTS', KEYS[2])
-local value = redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])
-return {version, held, value}
+local key = ARGV[1] .. ':v' .. version .. ':' .. ARGV[2]
+local value = redis.call('GET', key)
+local milliseconds_left = -1
+if value then milliseconds_left = redis.call('PTTL', key) end
+return {version, held, value, milliseconds_left}
 """
 
 

@@ -1,4 +1,5 @@
-"""Auth state copies held per process: a change made anywhere applies everywhere."""
+"""Copies of auth states and cached reads held per process: a change made in any process
+applies in all of them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from httpx import AsyncClient
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError
 from core.security.auth_state import local_auth_states
-from tests.helpers import signed_up, status_within
+from tests.helpers import HEARD_WITHIN_SECONDS, signed_up, status_within
 from tests.servers import ServerStack
 from tests.test_main import ROOT, free_port, stop, wait_until_serving
 
@@ -69,6 +70,31 @@ async def test_a_logout_in_another_process_applies_here(
     assert await status_within(client, ME, account.headers, 401) == 401
 
 
+async def test_a_profile_change_in_another_process_shows_here(
+    client: AsyncClient, other_process: str
+) -> None:
+    account = await signed_up(client)
+    await holds_a_copy(client, account.headers, account.id)
+    for _ in range(3):  # the cached read is now this process's own copy
+        assert (await client.get(ME, headers=account.headers)).json()["nickname"] == "Ann"
+
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        changed = await other.patch(
+            f"/api/v1/users/{account.id}", json={"nickname": "Elsewhere"}, headers=account.headers
+        )
+    assert changed.status_code == 200
+
+    async def nickname_here() -> str:
+        for _ in range(int(HEARD_WITHIN_SECONDS / 0.05)):
+            nickname = str((await client.get(ME, headers=account.headers)).json()["nickname"])
+            if nickname == "Elsewhere":
+                break
+            await asyncio.sleep(0.05)
+        return nickname
+
+    assert await nickname_here() == "Elsewhere"
+
+
 async def test_losing_redis_drops_the_copies_and_the_database_decides(
     client: AsyncClient, stack: ServerStack
 ) -> None:
@@ -94,7 +120,7 @@ async def cache_answers_again() -> None:
     """After an outage the backend fails fast for a moment; wait until it answers."""
     for _ in range(100):
         with contextlib.suppress(CacheUnavailableError):
-            if await Cache.backend.ping():
-                return
+            await Cache.backend.get("probe")
+            return
         await asyncio.sleep(0.05)
     raise AssertionError("the cache did not answer again")
