@@ -23,7 +23,6 @@ from core.fastapi.middlewares import (
 )
 from core.helpers.cache import Cache
 from core.logging import configure_logging
-from core.security.auth_state import local_auth_states
 
 
 @asynccontextmanager
@@ -33,7 +32,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         try:
-            await local_auth_states.close()
             await databases.dispose()
         finally:
             await Cache.close()
