@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.config import config
+from core.db.pool import FairAsyncPool
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def _engine_options(url: URL) -> dict[str, Any]:
         # makes others wait (timeout) instead of failing at once with "database is locked".
         return {"connect_args": {"timeout": 30}}
     return {
+        "poolclass": FairAsyncPool,
         "pool_size": config.DB_POOL_SIZE,
         "max_overflow": 0,
         "pool_timeout": config.DB_POOL_TIMEOUT,
