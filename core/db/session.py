@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -91,9 +92,51 @@ def _reload_rows_first_read_from_the_reader(execute_state: ORMExecuteState) -> N
         execute_state.update_execution_options(populate_existing=True)
 
 
+class ReadRetryingSession(AsyncSession):
+    """Runs a plain read once more when its pooled connection turned out to be dead (the server
+    restarted, or failed over, since the connection was last used).
+
+    Only a read outside a transaction, in a unit of work that has not written: running it again
+    cannot repeat an effect. Anything else fails as before. This is what lets pools skip a ping
+    before every use (engines.py pings only connections that sat idle).
+    """
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute(statement, *args, **kwargs)
+        except DBAPIError as error:
+            if not self._may_run_again(statement, error):
+                raise
+        await self.rollback()
+        return await super().execute(statement, *args, **kwargs)
+
+    async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().scalar(statement, *args, **kwargs)
+        except DBAPIError as error:
+            if not self._may_run_again(statement, error):
+                raise
+        await self.rollback()
+        return await super().scalar(statement, *args, **kwargs)
+
+    def _may_run_again(self, statement: Any, error: DBAPIError) -> bool:
+        state = routing_state(self.sync_session)
+        again = (
+            error.connection_invalidated
+            and state.depth == 0
+            and not state.wrote
+            and _is_plain_read(statement)
+        )
+        if again:
+            logger.info("a pooled connection was dead; running the read on a fresh one")
+        return again
+
+
 # Built once: a sessionmaker per call shows up in profiles. Objects stay usable after commit
 # so a route can return what it just wrote without another query.
-_make_session = async_sessionmaker(sync_session_class=RoutingSession, expire_on_commit=False)
+_make_session = async_sessionmaker(
+    class_=ReadRetryingSession, sync_session_class=RoutingSession, expire_on_commit=False
+)
 
 _scope_id: ContextVar[int | None] = ContextVar("db_session_scope", default=None)
 _scope_ids = itertools.count(1)
@@ -110,7 +153,7 @@ def _current_scope() -> int:
     return scope
 
 
-session: async_scoped_session[AsyncSession] = async_scoped_session(
+session: async_scoped_session[ReadRetryingSession] = async_scoped_session(
     _make_session, scopefunc=_current_scope
 )
 """The session of the current unit of work (request or task): one per scope, made on first use."""
