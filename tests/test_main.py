@@ -116,14 +116,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def serve_embedded(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(arguments: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `python <arguments>` in its own process group, so stop() ends its workers too."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--env", "local", "--port", str(port)],
-        cwd=workdir,
-        env=bare_environment(),
+        [sys.executable, *arguments],
+        cwd=cwd,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+    )
+
+
+def serve_embedded(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    return start_server(
+        [str(ROOT / "main.py"), "--env", "local", "--port", str(port)], workdir, bare_environment()
     )
 
 
@@ -199,21 +206,10 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         "REDIS_URL": stack.redis.url_for(0),
         "CELERY_BROKER_URL": stack.redis.url_for(1),
     }
-    server = subprocess.Popen(
-        [
-            *(sys.executable, str(ROOT / "main.py")),
-            "--env",
-            "prod",
-            "--workers",
-            "2",
-            "--port",
-            str(port),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = start_server(
+        [str(ROOT / "main.py"), "--env", "prod", "--workers", "2", "--port", str(port)],
+        tmp_path,
+        env,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:

@@ -102,22 +102,22 @@ class ReadRetryingSession(AsyncSession):
     """
 
     async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await super().execute(statement, *args, **kwargs)
-        except DBAPIError as error:
-            if not self._may_run_again(statement, error):
-                raise
-        await self.rollback()
-        return await super().execute(statement, *args, **kwargs)
+        return await self._once_more_if_dead(super().execute, statement, *args, **kwargs)
 
     async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        # AsyncSession.scalar does not go through execute().
+        return await self._once_more_if_dead(super().scalar, statement, *args, **kwargs)
+
+    async def _once_more_if_dead(
+        self, run: Callable[..., Awaitable[Any]], statement: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         try:
-            return await super().scalar(statement, *args, **kwargs)
+            return await run(statement, *args, **kwargs)
         except DBAPIError as error:
             if not self._may_run_again(statement, error):
                 raise
         await self.rollback()
-        return await super().scalar(statement, *args, **kwargs)
+        return await run(statement, *args, **kwargs)
 
     def _may_run_again(self, statement: Any, error: DBAPIError) -> bool:
         state = routing_state(self.sync_session)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -19,7 +17,7 @@ from core.helpers.cache.base import CacheUnavailableError
 from core.security.auth_state import local_auth_states
 from tests.helpers import HEARD_WITHIN_SECONDS, signed_up, status_within
 from tests.servers import ServerStack
-from tests.test_main import ROOT, free_port, stop, wait_until_serving
+from tests.test_main import ROOT, free_port, start_server, stop, wait_until_serving
 
 ME = "/api/v1/users/me"
 
@@ -28,16 +26,13 @@ ME = "/api/v1/users/me"
 def other_process() -> Iterator[str]:
     """A second API process on the same databases and Redis, as another worker would be."""
     port = free_port()
-    server = subprocess.Popen(
+    server = start_server(
         [
-            *(sys.executable, "-m", "uvicorn", "app.server:create_app", "--factory"),
+            *("-m", "uvicorn", "app.server:create_app", "--factory"),
             *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
         ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        ROOT,
+        dict(os.environ),
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
