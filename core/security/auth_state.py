@@ -22,6 +22,7 @@ import orjson
 from core.config import config
 from core.db import after_commit
 from core.helpers.cache import Cache
+from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +74,6 @@ def recent_write_key(user_id: int) -> str:
 
 # The change feed's topic: b"s<user id>" (the state changed), b"w<user id>" (the user wrote).
 AUTH_TOPIC = b"auth"
-# A local copy is used at most this long, even while no change is heard: it bounds how long a
-# subscription that died without an error could hide a change.
-LOCAL_COPY_SECONDS = 10.0
 
 
 class LocalAuthStates:

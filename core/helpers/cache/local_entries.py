@@ -3,15 +3,15 @@
 Copies are made from entries read from the shared backend, and used only while the change feed
 is live. Every removal is announced on the feed; each process drops its copies of what was
 removed as soon as it hears of it, and all of them when it stops hearing. A copy never outlives
-the shared entry, nor LOCAL_COPY_SECONDS, which bounds how long a subscription that died without
-an error could hide a removal.
+the shared entry, nor LOCAL_COPY_SECONDS (change_feed.py).
 """
 
 from __future__ import annotations
 
 import time
 
-LOCAL_COPY_SECONDS = 10.0
+from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS
+
 # The change feed's topic: b"n<namespace>" (all of it removed) or b"e<namespace>\0<call>".
 CACHE_TOPIC = b"cache"
 
