@@ -16,17 +16,19 @@ class Credentials(NamedTuple):
     token_version: int
 
 
-# What the API shows of a user. Read as plain columns: no ORM objects to build for a response.
-PUBLIC_COLUMNS = (User.id, User.email, User.nickname, User.is_admin, User.created_at)
+# What the API shows of a user, read as plain table columns: a statement without ORM entities
+# skips the ORM's compile and loading steps, and there are no objects to build for a response.
+_users = User.__table__.c
+PUBLIC_COLUMNS = (_users.id, _users.email, _users.nickname, _users.is_admin, _users.created_at)
 PublicRow = Row[int, str, str, bool, datetime]
 # Built once: constructing a statement costs more than the database takes to answer it.
 _PUBLIC_BY_ID = select(*PUBLIC_COLUMNS).where(
-    User.id == bindparam("user_id"), User.deleted_at.is_(None)
+    _users.id == bindparam("user_id"), _users.deleted_at.is_(None)
 )
 _PUBLIC_AFTER_ID = (
     select(*PUBLIC_COLUMNS)
-    .where(User.id > bindparam("after_id"), User.deleted_at.is_(None))
-    .order_by(User.id)
+    .where(_users.id > bindparam("after_id"), _users.deleted_at.is_(None))
+    .order_by(_users.id)
     .limit(bindparam("limit"))
 )
 

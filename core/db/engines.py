@@ -163,6 +163,8 @@ def _build_engines() -> EnginePair:
         # Only plain reads outside transactions come here, one statement at a time: without
         # BEGIN and ROLLBACK around each, a read costs one round trip instead of three.
         isolation_level="AUTOCOMMIT",
+        # ... and nothing to roll back when a connection goes back to the pool.
+        pool_reset_on_return=None,
         **_engine_options(reader_url),
     )
     fallback.install(reader)
