@@ -21,6 +21,7 @@ from core.fastapi.middlewares import (
     SQLAlchemyMiddleware,
     TokenAuthBackend,
 )
+from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging
 
@@ -28,6 +29,7 @@ from core.logging import configure_logging
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Engines are built on first use; what was built is closed here, after the last request.
+    settle_heap()
     try:
         yield
     finally:

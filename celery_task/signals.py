@@ -8,6 +8,7 @@ from celery import signals
 
 from celery_task.async_task import release_loop_resources, thread_loop
 from core.db import databases
+from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging, request_id_var
 
@@ -24,6 +25,7 @@ def _start_worker_process(**_: Any) -> None:
     databases.forget_inherited()
     Cache.forget_inherited()
     thread_loop()
+    settle_heap()
 
 
 @signals.worker_process_shutdown.connect
