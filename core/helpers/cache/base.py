@@ -27,6 +27,8 @@ class VersionedRead(NamedTuple):
     value: bytes | None
     # Seconds the entry has left, where the store tells (None: unknown or no expiry).
     expires_in: float | None = None
+    # Seconds the hold has left, where the store tells (None: not held, unknown or no expiry).
+    held_for: float | None = None
 
 
 class BaseBackend(ABC):

@@ -182,9 +182,13 @@ class CacheManager:
             if copy is not None:
                 # Validated again on every use: callers may change what they are given.
                 return spec.adapter.validate_json(copy)
-        generation = self._local.generation
         head = _namespace_key(spec.namespace)
+        if self._local.is_held(spec.namespace):
+            return await self._compute_once(spec, args, kwargs, head, call_key, store_under=None)
+        generation = self._local.generation
         read = await self._read(spec, head, call_key)
+        if read is not None and read.held_for is not None:
+            self._local.hold(spec.namespace, read.held_for)
         if read is not None and read.value and not read.held:
             try:
                 value = spec.adapter.validate_json(read.value)

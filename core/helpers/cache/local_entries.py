@@ -4,6 +4,10 @@ Copies are made from entries read from the shared backend, and used only while t
 is live. Every removal is announced on the feed; each process drops its copies of what was
 removed as soon as it hears of it, and all of them when it stops hearing. A copy never outlives
 the shared entry, nor LOCAL_COPY_SECONDS (change_feed.py).
+
+A namespace the backend said is on hold is remembered as held until the hold ends: the reads
+in between skip the cache without asking it again. Seeing a hold that has ended is safe (a read
+only calls through for nothing), so no removal ever needs to drop this.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class LocalEntries:
         self._count = 0
         # Bumped by every removal heard: an entry read before a removal must not be kept.
         self.generation = 0
+        self._held_until: dict[str, float] = {}
 
     def get(self, namespace: str, call_key: str) -> bytes | None:
         entries = self._by_namespace.get(namespace)
@@ -49,6 +54,19 @@ class LocalEntries:
             self._count += 1
         expires = time.monotonic() + min(seconds, LOCAL_COPY_SECONDS)
         entries[call_key] = (value, expires)
+
+    def hold(self, namespace: str, seconds: float) -> None:
+        """Remember that `namespace` is on hold for `seconds` (at most LOCAL_COPY_SECONDS)."""
+        self._held_until[namespace] = time.monotonic() + min(seconds, LOCAL_COPY_SECONDS)
+
+    def is_held(self, namespace: str) -> bool:
+        until = self._held_until.get(namespace)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._held_until[namespace]
+        return False
 
     def drop_namespace(self, namespace: str) -> None:
         self.generation += 1

@@ -134,9 +134,14 @@ class RedisBackend(BaseBackend):
                 await redis.eval(_VERSIONED_GET, 2, version_key, hold_key, head, tail),
             )
 
-        version, held, value, milliseconds_left = await self._call(read)
-        expires_in = milliseconds_left / 1000 if milliseconds_left >= 0 else None
-        return VersionedRead(int(version), bool(held), value, expires_in)
+        version, hold_milliseconds, value, milliseconds_left = await self._call(read)
+        return VersionedRead(
+            int(version),
+            held=hold_milliseconds != _NO_SUCH_KEY,
+            value=value,
+            expires_in=_seconds(milliseconds_left),
+            held_for=_seconds(hold_milliseconds),
+        )
 
     broadcasts = True
 
@@ -172,13 +177,19 @@ class RedisBackend(BaseBackend):
 # The same layout as base.versioned_key, computed where the version is known.
 _VERSIONED_GET = """
 local version = redis.call('GET', KEYS[1]) or '0'
-local held = redis.call('EXISTS', KEYS[2])
+local hold_milliseconds = redis.call('PTTL', KEYS[2])
 local key = ARGV[1] .. ':v' .. version .. ':' .. ARGV[2]
 local value = redis.call('GET', key)
 local milliseconds_left = -1
 if value then milliseconds_left = redis.call('PTTL', key) end
-return {version, held, value, milliseconds_left}
+return {version, hold_milliseconds, value, milliseconds_left}
 """
+# What PTTL answers for a key that does not exist (-1: it exists without expiry).
+_NO_SUCH_KEY = -2
+
+
+def _seconds(milliseconds: int) -> float | None:
+    return milliseconds / 1000 if milliseconds >= 0 else None
 
 
 def _escape_glob(text: str) -> str:
