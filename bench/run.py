@@ -280,11 +280,21 @@ def celery_round_trip(env: dict[str, str]) -> dict[str, list[float]]:
 
 def hold(cache: redis.Redis, namespace: str, seconds: int) -> None:
     """Make every read of a cache namespace miss for `seconds`, in every process: the hold a
-    removal sets, and the announcement that drops the processes' own copies."""
+    removal sets, and the announcement that drops what the processes know of the namespace."""
+    cache.set(f"cache:{namespace}:hold", b"1", px=seconds * 1000)
+    _announce_removal(cache, namespace)
+
+
+def release(cache: redis.Redis, namespace: str) -> None:
+    """End a hold early (no real removal does), and tell every process so."""
+    cache.delete(f"cache:{namespace}:hold")
+    _announce_removal(cache, namespace)
+
+
+def _announce_removal(cache: redis.Redis, namespace: str) -> None:
     from core.helpers.cache import Cache
     from core.helpers.cache.local_entries import CACHE_TOPIC, namespace_removed
 
-    cache.set(f"cache:{namespace}:hold", b"1", px=seconds * 1000)
     cache.publish(Cache.changes.channel, CACHE_TOPIC + b":" + namespace_removed(namespace))
 
 
@@ -364,7 +374,7 @@ def main() -> int:
                 token_file = files[scenario.tokens]
             result = wrk(f"http://127.0.0.1:{port}{scenario.path}", seconds, scenario, token_file)
             if scenario.hold:
-                cache.delete(f"cache:{scenario.hold}:hold")
+                release(cache, scenario.hold)
             return result
 
         print(f"warm-up ({WARMUP_SECONDS} s each)...")

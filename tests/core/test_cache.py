@@ -142,6 +142,45 @@ async def test_prefix_and_tag_removal_drop_exactly_their_namespace(cache: CacheM
     assert calls.seen == [("a", 1), ("a", 2)]
 
 
+class CountingRedisBackend(RedisBackend):
+    """Counts the round trips of cache reads."""
+
+    reads = 0
+
+    async def get_versioned(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await super().get_versioned(*args, **kwargs)
+
+
+async def test_a_held_namespace_is_asked_about_once_per_hold(stack: ServerStack) -> None:
+    backend = CountingRedisBackend(stack.redis.url_for(4))
+    await backend.client.flushdb()
+    cache = CacheManager()
+    cache.init(backend=backend)
+    calls = Calls()
+
+    @cache.cached(prefix="held", ttl=60)
+    async def value(n: int) -> int:
+        calls(n)
+        return n
+
+    await cache.remove_by_prefix("held")
+    for _ in range(3):
+        assert await value(1) == 1
+    assert calls.seen == [1, 1, 1]  # held: computed every time, never stored
+    assert backend.reads == 1  # ... and the backend was asked only the first time
+
+    await cache.remove_by_prefix("held")  # a removal: the next read asks again
+    await value(1)
+    assert backend.reads == 2
+
+    await asyncio.sleep(2.1)  # past the hold (READ_YOUR_WRITES_SECONDS)
+    await value(1)
+    await value(1)
+    assert calls.seen == [1] * 5  # stored once the hold ended, then served
+    await cache.close()
+
+
 async def test_removing_one_entry_keeps_the_others(cache: CacheManager) -> None:
     calls = Calls()
 

@@ -6,8 +6,8 @@ removed as soon as it hears of it, and all of them when it stops hearing. A copy
 the shared entry, nor LOCAL_COPY_SECONDS (change_feed.py).
 
 A namespace the backend said is on hold is remembered as held until the hold ends: the reads
-in between skip the cache without asking it again. Seeing a hold that has ended is safe (a read
-only calls through for nothing), so no removal ever needs to drop this.
+in between skip the cache without asking it again. A removal of the namespace drops that too,
+so the next read asks the backend what holds now.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class LocalEntries:
 
     def drop_namespace(self, namespace: str) -> None:
         self.generation += 1
+        self._held_until.pop(namespace, None)
         self._count -= len(self._by_namespace.pop(namespace, {}))
 
     def drop_entry(self, namespace: str, call_key: str) -> None:
@@ -90,6 +91,7 @@ class LocalEntries:
     def clear(self) -> None:
         self.generation += 1
         self._by_namespace.clear()
+        self._held_until.clear()
         self._count = 0
 
 
