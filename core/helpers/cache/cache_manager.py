@@ -49,6 +49,7 @@ from core.helpers.cache.local_entries import (
 )
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
+from core.helpers.single_flight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class CacheManager:
     def __init__(self) -> None:
         self._backend: BaseBackend | None = None
         self._key_maker: BaseKeyMaker = DefaultKeyMaker()
-        self._inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+        self._flights = SingleFlight()
         # Changes announced by any process: what keeps local copies of shared data honest.
         self.changes = ChangeFeed(lambda: self.backend)
         self._local = LocalEntries()
@@ -186,7 +187,10 @@ class CacheManager:
         if self._local.is_held(spec.namespace):
             return await self._compute_once(spec, args, kwargs, head, call_key, store_under=None)
         generation = self._local.generation
-        read = await self._read(spec, head, call_key)
+        # One read per call at a time, and none that started before a removal this process heard.
+        read = await self._flights.run(
+            ("read", head, call_key, generation), lambda: self._read(spec, head, call_key)
+        )
         if read is not None and read.held_for is not None:
             self._local.hold(spec.namespace, read.held_for)
         if read is not None and read.value and not read.held:
@@ -221,25 +225,14 @@ class CacheManager:
         store_under: int | None,
     ) -> Any:
         """Run the function; concurrent misses of the same call in this process share one run."""
-        loop = asyncio.get_running_loop()
-        inflight_key = (id(loop), f"{head}:{call_key}")
-        running = self._inflight.get(inflight_key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[Any] = loop.create_future()
-        self._inflight[inflight_key] = future
-        try:
+
+        async def compute_and_store() -> Any:
             value = await spec.function(*args, **kwargs)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-            raise
-        finally:
-            del self._inflight[inflight_key]
-        future.set_result(value)
-        if store_under is not None:
-            await self._store(spec, versioned_key(head, store_under, call_key), value)
-        return value
+            if store_under is not None:
+                await self._store(spec, versioned_key(head, store_under, call_key), value)
+            return value
+
+        return await self._flights.run(("run", head, call_key), compute_and_store)
 
     async def _store(self, spec: CachedFunction, key: str, value: Any) -> None:
         try:
