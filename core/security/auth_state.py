@@ -103,7 +103,12 @@ class LocalAuthStates:
         if now >= expires:
             del self._states[user_id]
             return None
-        return state, self._recent_writes.get(user_id, 0.0) > now
+        return state, self.wrote_recently(user_id, now)
+
+    def wrote_recently(self, user_id: int, now: float | None = None) -> bool:
+        """Whether a write of this user was heard within READ_YOUR_WRITES_SECONDS."""
+        until = self._recent_writes.get(user_id)
+        return until is not None and until > (time.monotonic() if now is None else now)
 
     def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> None:
         """Keep what was read as of `generation`, unless a change was heard since."""

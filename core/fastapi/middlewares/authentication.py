@@ -22,6 +22,7 @@ from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_from
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.helpers.cache import Cache
 from core.helpers.cache.base import bounded
+from core.helpers.single_flight import SingleFlight
 from core.logging import user_id_var
 from core.security.auth_state import (
     AUTH_STATE_TTL_SECONDS,
@@ -53,6 +54,7 @@ class TokenAuthBackend:
 
     def __init__(self, load_state: LoadAuthState) -> None:
         self.load_state = load_state
+        self._reads = SingleFlight()
 
     async def authenticate(self, authorization: bytes) -> tuple[CurrentUser, bool]:
         """Return the caller and whether their reads should go to the writer."""
@@ -83,7 +85,16 @@ class TokenAuthBackend:
         local = local_auth_states.get(user_id)
         if local is not None:
             return local
+        # The user's concurrent requests share one read (a copy expiring under load is missed
+        # by all of them at once), but never one that started before a change was heard.
         generation = local_auth_states.generation
+        state, recent_write = await self._reads.run(
+            (user_id, generation), lambda: self._read_state(user_id, generation)
+        )
+        # A write heard while the read was under way still counts.
+        return state, recent_write or local_auth_states.wrote_recently(user_id)
+
+    async def _read_state(self, user_id: int, generation: int) -> tuple[AuthState, bool]:
         state, recent_write = await self._cached_state(user_id)
         if state is None:
             state = await self.load_state(user_id) or INACTIVE
