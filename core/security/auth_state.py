@@ -22,7 +22,7 @@ import orjson
 from core.config import config
 from core.db import after_commit
 from core.helpers.cache import Cache
-from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS
+from core.helpers.cache.change_feed import local_copy_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class LocalAuthStates:
         if len(self._states) >= self.max_users:
             self._states.pop(next(iter(self._states)), None)
         now = time.monotonic()
-        self._states[user_id] = (state, now + LOCAL_COPY_SECONDS)
+        self._states[user_id] = (state, now + local_copy_seconds())
         if recent_write:
             self.wrote(user_id, now)
 

@@ -21,7 +21,7 @@ from core.exceptions import (
 from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_from
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.helpers.cache import Cache
-from core.helpers.cache.base import bounded
+from core.helpers.cache.base import bounded, spread
 from core.helpers.single_flight import SingleFlight
 from core.logging import user_id_var
 from core.security.auth_state import (
@@ -125,7 +125,7 @@ class TokenAuthBackend:
         try:
             await bounded(
                 backend,
-                backend.add(auth_state_key(user_id), state.dump(), AUTH_STATE_TTL_SECONDS),
+                backend.add(auth_state_key(user_id), state.dump(), spread(AUTH_STATE_TTL_SECONDS)),
                 CACHE_TIMEOUT_SECONDS,
             )
         except Exception as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -12,6 +13,15 @@ T = TypeVar("T")
 
 class CacheUnavailableError(Exception):
     """The backend could not answer (down, timed out). Callers fail open on it."""
+
+
+def spread(seconds: float) -> float:
+    """A lifetime of between half and all of `seconds`, at random.
+
+    Values stored together (a warm-up, a burst of logins) would otherwise all expire at the same
+    moment, and every one of them be fetched again at once.
+    """
+    return seconds * random.uniform(0.5, 1.0)
 
 
 def versioned_key(head: str, version: int, tail: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS
+from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS, local_copy_seconds
 
 # The change feed's topic: b"n<namespace>" (all of it removed) or b"e<namespace>\0<call>".
 CACHE_TOPIC = b"cache"
@@ -52,7 +52,7 @@ class LocalEntries:
         entries = self._by_namespace.setdefault(namespace, {})
         if call_key not in entries:
             self._count += 1
-        expires = time.monotonic() + min(seconds, LOCAL_COPY_SECONDS)
+        expires = time.monotonic() + local_copy_seconds(seconds)
         entries[call_key] = (value, expires)
 
     def hold(self, namespace: str, seconds: float) -> None:
