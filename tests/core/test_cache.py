@@ -18,6 +18,7 @@ from core.helpers.cache import (
     InMemoryBackend,
     RedisBackend,
 )
+from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS, local_copy_seconds
 from tests.core.test_cache_backends import DictBackend
 from tests.servers import ServerStack
 
@@ -356,3 +357,11 @@ async def test_a_custom_backend_and_key_maker_plug_in_through_init(
     with caplog.at_level(logging.WARNING):
         assert await greet("ann") == "hello ann"
     assert calls.seen == ["ann", "ann"]
+
+
+def test_copies_made_together_do_not_expire_together() -> None:
+    lifetimes = [local_copy_seconds() for _ in range(1000)]
+    assert all(LOCAL_COPY_SECONDS / 2 <= seconds <= LOCAL_COPY_SECONDS for seconds in lifetimes)
+    # Spread over the second half of the bound, not bunched at one moment.
+    assert max(lifetimes) - min(lifetimes) > LOCAL_COPY_SECONDS / 4
+    assert local_copy_seconds(at_most=2.0) <= 2.0

@@ -15,13 +15,13 @@ class CacheUnavailableError(Exception):
     """The backend could not answer (down, timed out). Callers fail open on it."""
 
 
-def spread(seconds: float) -> float:
-    """A lifetime of between half and all of `seconds`, at random.
+def spread(seconds: float, by: float = 0.5) -> float:
+    """A lifetime of between (1 - by) and all of `seconds`, at random.
 
     Values stored together (a warm-up, a burst of logins) would otherwise all expire at the same
     moment, and every one of them be fetched again at once.
     """
-    return seconds * random.uniform(0.5, 1.0)
+    return seconds * random.uniform(1.0 - by, 1.0)
 
 
 def versioned_key(head: str, version: int, tail: str) -> str:
