@@ -1,9 +1,21 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import (
+    CompoundSelect,
+    Select,
+    Text,
+    case,
+    cast,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import AuthSession
@@ -67,22 +79,52 @@ class AuthStateQueries:
         return row.token_version, row.is_admin, row.deleted_at is None
 
     @staticmethod
-    async def permissions(db: AsyncSession, user_id: int) -> set[str]:
-        lists = await db.scalars(
-            select(Role.permissions)
-            .join(user_roles, user_roles.c.role_id == Role.id)
-            .where(user_roles.c.user_id == user_id)
-        )
-        return {code for codes in lists for code in codes}
+    async def state(
+        db: AsyncSession, user_id: int, revoked_since: datetime
+    ) -> UserAuthFacts | None:
+        """Everything a user's auth state is made of, in one statement: one round trip, and one
+        snapshot (no change can fall between its parts). Run outside a transaction, it costs no
+        BEGIN and ROLLBACK either."""
+        connection = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        rows = (await connection.execute(_auth_state_rows(user_id, revoked_since))).all()
+        facts: UserAuthFacts | None = None
+        permissions: set[str] = set()
+        revoked: set[str] = set()
+        for kind, number, flag, text in rows:
+            if kind == "user":
+                facts = UserAuthFacts(number, flag, text is not None, permissions, revoked)
+            elif kind == "permissions":
+                permissions.update(orjson.loads(text))
+            else:
+                revoked.add(text)
+        return facts
 
-    @staticmethod
-    async def revoked_sessions_since(
-        db: AsyncSession, user_id: int, since: datetime
-    ) -> Sequence[str]:
-        return (
-            await db.scalars(
-                select(AuthSession.id).where(
-                    AuthSession.user_id == user_id, AuthSession.revoked_at > since
-                )
-            )
-        ).all()
+
+class UserAuthFacts(NamedTuple):
+    token_version: int
+    is_admin: bool
+    active: bool
+    permissions: set[str]
+    revoked_sessions: set[str]
+
+
+def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[Any]:
+    """Rows of (kind, number, flag, text): one "user" row (token version, admin flag, "live"
+    unless deleted), a "permissions" row per role (its JSON list) and a "revoked" row per
+    session revoked since `revoked_since`."""
+    users, roles, sessions = User.__table__.c, Role.__table__.c, AuthSession.__table__.c
+    user = select(
+        literal_column("'user'").label("kind"),
+        users.token_version.label("number"),
+        users.is_admin.label("flag"),
+        case((users.deleted_at.is_(None), literal_column("'live'"))).label("text"),
+    ).where(users.id == user_id)
+    permissions: Select[str, None, None, str] = (
+        select(literal_column("'permissions'"), null(), null(), cast(roles.permissions, Text))
+        .join_from(Role.__table__, user_roles, user_roles.c.role_id == roles.id)
+        .where(user_roles.c.user_id == user_id)
+    )
+    revoked = select(literal_column("'revoked'"), null(), null(), sessions.id).where(
+        sessions.user_id == user_id, sessions.revoked_at > revoked_since
+    )
+    return union_all(user, permissions, revoked)

@@ -147,24 +147,21 @@ class AuthService:
 
 async def load_auth_state(user_id: int) -> AuthState | None:
     """A user's auth state from the writer (it decides access, so no replica lag here)."""
+    # Only sessions whose access tokens may still be unexpired need remembering.
+    since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
     async with session_factory(use_writer=True) as db:
-        user = await AuthStateQueries.user(db, user_id)
-        if user is None:
-            return None
-        token_version, is_admin, active = user
-        if not active:
-            return AuthState(active=False)
-        # Only sessions whose access tokens may still be unexpired need remembering.
-        since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
-        return AuthState(
-            active=True,
-            token_version=token_version,
-            is_admin=is_admin,
-            permissions=frozenset(await AuthStateQueries.permissions(db, user_id)),
-            revoked_sessions=frozenset(
-                await AuthStateQueries.revoked_sessions_since(db, user_id, since)
-            ),
-        )
+        facts = await AuthStateQueries.state(db, user_id, since)
+    if facts is None:
+        return None
+    if not facts.active:
+        return AuthState(active=False)
+    return AuthState(
+        active=True,
+        token_version=facts.token_version,
+        is_admin=facts.is_admin,
+        permissions=frozenset(facts.permissions),
+        revoked_sessions=frozenset(facts.revoked_sessions),
+    )
 
 
 auth_service = AuthService()
