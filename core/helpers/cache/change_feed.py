@@ -24,17 +24,15 @@ logger = logging.getLogger(__name__)
 # How long a local copy may be used at most, even while no change is heard: it bounds how long
 # a subscription that died without an error could hide a change.
 LOCAL_COPY_SECONDS = 10.0
+# After losing the subscription, how long to wait before subscribing again.
+RESUBSCRIBE_SECONDS = 1.0
+# How long closing waits for the listener: it notices it was stopped within a poll (1 s).
+STOP_WAIT_SECONDS = 2.0
 
 
 def local_copy_seconds(at_most: float = LOCAL_COPY_SECONDS) -> float:
     """How long to keep a copy made now: `at_most`, bounded by LOCAL_COPY_SECONDS, spread."""
     return spread(min(at_most, LOCAL_COPY_SECONDS))
-
-
-# After losing the subscription, how long to wait before subscribing again.
-RESUBSCRIBE_SECONDS = 1.0
-# How long closing waits for the listener: it notices it was stopped within a poll (1 s).
-STOP_WAIT_SECONDS = 2.0
 
 
 class ChangeFeed:
