@@ -8,6 +8,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# What those waiting are told when the caller running the function was cancelled: its request
+# ended, theirs did not, so one of them runs it instead.
+_ABANDONED = object()
+
 
 class SingleFlight:
     """`await flights.run(key, function)`: the first caller runs `function()`; callers that
@@ -27,11 +31,17 @@ class SingleFlight:
         running = self._running.get(slot)
         if running is not None:
             # Shielded: a caller that gives up does not cancel the run the others wait for.
-            return await asyncio.shield(running)
+            value = await asyncio.shield(running)
+            if value is _ABANDONED:
+                return await self.run(key, function)
+            return value  # type: ignore[no-any-return]
         future: asyncio.Future[Any] = loop.create_future()
         self._running[slot] = future
         try:
             value = await function()
+        except asyncio.CancelledError:
+            future.set_result(_ABANDONED)
+            raise
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits
