@@ -87,17 +87,20 @@ class AuthStateQueries:
         BEGIN and ROLLBACK either."""
         connection = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         rows = (await connection.execute(_auth_state_rows(user_id, revoked_since))).all()
-        facts: UserAuthFacts | None = None
+        user: tuple[int, bool, bool] | None = None
         permissions: set[str] = set()
         revoked: set[str] = set()
         for kind, number, flag, text in rows:
             if kind == "user":
-                facts = UserAuthFacts(number, flag, text is not None, permissions, revoked)
+                user = (number, flag, text is not None)
             elif kind == "permissions":
                 permissions.update(orjson.loads(text))
             else:
                 revoked.add(text)
-        return facts
+        if user is None:
+            return None
+        token_version, is_admin, active = user
+        return UserAuthFacts(token_version, is_admin, active, permissions, revoked)
 
 
 class UserAuthFacts(NamedTuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -34,7 +34,7 @@ class SingleFlight:
             value = await asyncio.shield(running)
             if value is _ABANDONED:
                 return await self.run(key, function)
-            return value  # type: ignore[no-any-return]
+            return cast(T, value)
         future: asyncio.Future[Any] = loop.create_future()
         self._running[slot] = future
         try:
