@@ -19,6 +19,7 @@ from core.helpers.cache import (
     RedisBackend,
 )
 from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS, local_copy_seconds
+from core.helpers.cache.local_entries import LocalEntries
 from tests.core.test_cache_backends import DictBackend
 from tests.servers import ServerStack
 
@@ -365,3 +366,16 @@ def test_copies_made_together_do_not_expire_together() -> None:
     # Spread over the second half of the bound, not bunched at one moment.
     assert max(lifetimes) - min(lifetimes) > LOCAL_COPY_SECONDS / 4
     assert local_copy_seconds(at_most=2.0) <= 2.0
+
+
+async def test_a_copy_expiring_does_not_stop_reads_in_flight_from_being_kept() -> None:
+    local = LocalEntries()
+    local.keep("user", "1", b"one", seconds=0.01, generation=local.generation)
+    in_flight = local.generation  # a read of entry 2 starts
+    await asyncio.sleep(0.02)
+    assert local.get("user", "1") is None  # expired
+    local.keep("user", "2", b"two", seconds=60, generation=in_flight)
+    assert local.get("user", "2") == b"two"  # only a removal heard may refuse it
+    local.drop_entry("user", "1")
+    local.keep("user", "3", b"three", seconds=60, generation=in_flight)
+    assert local.get("user", "3") is None

@@ -36,7 +36,9 @@ class LocalEntries:
             return None
         value, expires = found
         if time.monotonic() >= expires:
-            self.drop_entry(namespace, call_key)
+            # An expiry is not a removal: reads in flight may still keep what they read.
+            del entries[call_key]
+            self._count -= 1
             return None
         return value
 
