@@ -31,7 +31,9 @@ class LocalEntries:
 
     def get(self, namespace: str, call_key: str) -> bytes | None:
         entries = self._by_namespace.get(namespace)
-        found = entries.get(call_key) if entries is not None else None
+        if entries is None:
+            return None
+        found = entries.get(call_key)
         if found is None:
             return None
         value, expires = found
