@@ -431,6 +431,15 @@ class RedisServer:
         self.spawn()
         self.wait_ready()
 
+    def freeze(self) -> None:
+        """Stop answering without closing anything, like a hung server: no error ever comes."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None:

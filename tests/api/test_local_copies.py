@@ -111,6 +111,27 @@ async def test_losing_redis_drops_the_copies_and_the_database_decides(
     assert status == 401
 
 
+async def test_a_redis_that_stops_answering_drops_the_copies(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    await holds_a_copy(client, account.headers, account.id)
+
+    stack.redis.freeze()  # connections stay open: only the missing answers tell
+    try:
+        stack.primary.psql(
+            f"UPDATE users SET token_version = token_version + 1 WHERE id = {account.id}"
+        )
+        stack.wait_for_replica()
+        # Well before the copy would expire (LOCAL_COPY_SECONDS): the listener gave it up.
+        status = await status_within(client, ME, account.headers, 401, seconds=4)
+    finally:
+        stack.redis.thaw()
+        await cache_answers_again()
+
+    assert status == 401
+
+
 async def cache_answers_again() -> None:
     """After an outage the backend fails fast for a moment; wait until it answers."""
     for _ in range(100):

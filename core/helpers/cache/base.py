@@ -110,10 +110,11 @@ class BaseBackend(ABC):
 
     def listen(self, channel: str) -> AsyncIterator[bytes | None]:
         """Messages on `channel` as they come, and None whenever the subscription is known to
-        be in place: first once subscribed, then after each quiet moment (about a second).
+        be in place: first once subscribed, then each time it proves it is alive (about every
+        second).
 
-        It raises CacheUnavailableError when the connection is lost: messages may have been
-        missed from then on.
+        It raises CacheUnavailableError when the connection is lost or stops answering:
+        messages may have been missed from then on.
         """
         raise NotImplementedError(f"{type(self).__name__} does not broadcast")
 

@@ -21,9 +21,11 @@ from core.helpers.cache.base import BaseBackend, spread
 
 logger = logging.getLogger(__name__)
 
-# How long a local copy may be used at most, even while no change is heard: it bounds how long
-# a subscription that died without an error could hide a change.
-LOCAL_COPY_SECONDS = 10.0
+# How long a local copy may be used at most, even while no change is heard. It is not what
+# keeps copies correct: a subscription that stops answering is given up within seconds
+# (redis_backend.ANSWER_SECONDS), and every copy with it. It only bounds the memory of things
+# read once, and any change a bug would fail to announce.
+LOCAL_COPY_SECONDS = 60.0
 # After losing the subscription, how long to wait before subscribing again.
 RESUBSCRIBE_SECONDS = 1.0
 # How long closing waits for the listener: it notices it was stopped within a poll (1 s).

@@ -18,8 +18,11 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How long one wait for a published message lasts; a lost connection shows up within it.
+# How often a subscription proves it is alive: a PING on it, whose answer comes after every
+# message published before it. A connection that died without an error (a frozen server, a
+# dropped route) gives no answer, and is given up ANSWER_SECONDS later.
 LISTEN_POLL_SECONDS = 1.0
+ANSWER_SECONDS = 2.0
 
 
 class RedisBackend(BaseBackend):
@@ -150,12 +153,28 @@ class RedisBackend(BaseBackend):
 
     async def listen(self, channel: str) -> AsyncIterator[bytes | None]:
         pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        loop = asyncio.get_running_loop()
         try:
             await pubsub.subscribe(channel)
             yield None
+            next_ping = loop.time() + LISTEN_POLL_SECONDS
+            pinged_at: float | None = None
             while True:
-                message = await pubsub.get_message(timeout=LISTEN_POLL_SECONDS)
-                yield None if message is None else message["data"]
+                now = loop.time()
+                if pinged_at is None and now >= next_ping:
+                    await pubsub.ping()
+                    pinged_at = now
+                if pinged_at is not None and now - pinged_at > ANSWER_SECONDS:
+                    raise TimeoutError(f"no answer to a PING within {ANSWER_SECONDS} s")
+                wait = next_ping - now if pinged_at is None else pinged_at + ANSWER_SECONDS - now
+                message = await pubsub.get_message(timeout=max(wait, 0.01))
+                if message is None:
+                    continue
+                if message["type"] == "pong":
+                    pinged_at, next_ping = None, loop.time() + LISTEN_POLL_SECONDS
+                    yield None  # alive: nothing published before the PING was missed
+                else:
+                    yield message["data"]
         except (RedisError, OSError, TimeoutError) as error:
             raise CacheUnavailableError(f"lost the subscription to {channel}: {error}") from error
         finally:
