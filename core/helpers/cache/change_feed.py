@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 LOCAL_COPY_SECONDS = 60.0
 # After losing the subscription, how long to wait before subscribing again.
 RESUBSCRIBE_SECONDS = 1.0
-# How long closing waits for the listener: it notices it was stopped within a poll (1 s).
-STOP_WAIT_SECONDS = 2.0
+# How long closing waits for the listener: it notices it was stopped within one wait for a
+# message (at most redis_backend.ANSWER_SECONDS).
+STOP_WAIT_SECONDS = 3.0
 
 
 def local_copy_seconds(at_most: float = LOCAL_COPY_SECONDS) -> float:
