@@ -6,9 +6,10 @@ drops its copy when it hears the announcement.
 
 Announcements go out through the cache backend's publish/listen; one listener task per process
 hears them and hands each to the handler of its topic. Copies may be used only while `live()`:
-the listener is subscribed, on the running event loop. When the subscription is lost, messages
-may have been missed, so every topic's `on_lost` drops all its copies, and nothing is trusted
-again until the listener has subscribed anew.
+the listener is subscribed, on the running event loop, and its subscription proved itself alive
+within PROOF_SECONDS (everything announced before that proof has been heard). When the
+subscription is lost, messages may have been missed, so every topic's `on_lost` drops all its
+copies, and nothing is trusted again until the listener has subscribed anew.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ logger = logging.getLogger(__name__)
 # (redis_backend.ANSWER_SECONDS), and every copy with it. It only bounds the memory of things
 # read once, and any change a bug would fail to announce.
 LOCAL_COPY_SECONDS = 60.0
+# How long a proof that the subscription is alive is trusted. The backend proves it about every
+# second; an older proof means this loop did not run to hear (a Celery worker between tasks),
+# and announcements may be waiting unread, so copies wait for the next proof.
+PROOF_SECONDS = 3.0
 # After losing the subscription, how long to wait before subscribing again.
 RESUBSCRIBE_SECONDS = 1.0
 # How long closing waits for the listener: it notices it was stopped within one wait for a
@@ -45,6 +50,7 @@ class ChangeFeed:
         self._on_message: dict[bytes, Callable[[bytes], None]] = {}
         self._on_lost: dict[bytes, Callable[[], None]] = {}
         self._subscribed = False
+        self._proven_at = float("-inf")  # the listener loop's time of the last proof
         self._listener: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -61,7 +67,8 @@ class ChangeFeed:
         if not self._subscribed:
             self._start()
             return False
-        return asyncio.get_running_loop() is self._loop
+        loop = asyncio.get_running_loop()
+        return loop is self._loop and loop.time() - self._proven_at < PROOF_SECONDS
 
     async def announce(self, topic: bytes, payload: bytes) -> None:
         """Tell every process (this one included) that `payload` of `topic` changed."""
@@ -87,6 +94,7 @@ class ChangeFeed:
                         return
                     if message is None:
                         self._subscribed = True
+                        self._proven_at = asyncio.get_running_loop().time()
                     else:
                         self._deliver(message)
             except Exception as error:
