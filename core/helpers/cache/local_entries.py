@@ -39,8 +39,7 @@ class LocalEntries:
         value, expires = found
         if time.monotonic() >= expires:
             # An expiry is not a removal: reads in flight may still keep what they read.
-            del entries[call_key]
-            self._count -= 1
+            self._discard(namespace, call_key)
             return None
         return value
 
@@ -79,6 +78,9 @@ class LocalEntries:
 
     def drop_entry(self, namespace: str, call_key: str) -> None:
         self.generation += 1
+        self._discard(namespace, call_key)
+
+    def _discard(self, namespace: str, call_key: str) -> None:
         entries = self._by_namespace.get(namespace)
         if entries is not None and entries.pop(call_key, None) is not None:
             self._count -= 1
