@@ -59,6 +59,8 @@ def main(
         workers=None if reload else workers,
         reload=reload,
         log_level=settings.LOG_LEVEL.lower(),
+        # uvloop, accepting every waiting connection at once (see core/event_loop.py).
+        loop="core.event_loop:ServerLoop",
         # The app configures logging itself (core/logging.py), the same way in every process.
         log_config=None,
         # X-Forwarded-* are believed from these proxies only.

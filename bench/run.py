@@ -1,8 +1,10 @@
 """`make bench`: the project against a bare FastAPI app and a raw asyncpg app, in one run.
 
 Servers run on core 0 (uvicorn, one worker, uvloop, httptools, no access log); wrk, PostgreSQL,
-Redis and this script on core 1. Every scenario gets a warm-up, then ROUNDS interleaved rounds;
-the table shows medians, and bench/results/<timestamp>.json keeps every figure.
+Redis and this script on core 1. All three are served as main.py serves the project: on uvloop
+with listeners that accept every waiting connection at once (core/event_loop.py). Every
+scenario gets a warm-up, then ROUNDS interleaved rounds; the table shows medians, and
+bench/results/<timestamp>.json keeps every figure.
 """
 
 from __future__ import annotations
@@ -175,7 +177,8 @@ def start_server(
     command = [
         *("taskset", "-c", SERVER_CORE, sys.executable, "-m", "uvicorn", app),
         *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-        *("--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"),
+        *("--loop", "core.event_loop:ServerLoop", "--http", "httptools"),
+        *("--no-access-log", "--log-level", "warning"),
         *(["--factory"] if factory else []),
     ]
     process = subprocess.Popen(command, cwd=ROOT, env=env)
