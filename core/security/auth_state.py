@@ -110,16 +110,18 @@ class LocalAuthStates:
         until = self._recent_writes.get(user_id)
         return until is not None and until > (time.monotonic() if now is None else now)
 
-    def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> None:
-        """Keep what was read as of `generation`, unless a change was heard since."""
+    def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> bool:
+        """Keep what was read as of `generation`, unless a change was heard since. Whether it
+        was kept."""
         if generation != self.generation or not Cache.changes.live():
-            return
+            return False
         if len(self._states) >= self.max_users:
             self._states.pop(next(iter(self._states)), None)
         now = time.monotonic()
         self._states[user_id] = (state, now + local_copy_seconds())
         if recent_write:
             self.wrote(user_id, now)
+        return True
 
     def forget(self, user_id: int) -> None:
         self.generation += 1

@@ -21,6 +21,7 @@ from core.helpers.cache import (
 from core.helpers.cache.change_feed import LOCAL_COPY_SECONDS, local_copy_seconds
 from core.helpers.cache.local_entries import LocalEntries
 from tests.core.test_cache_backends import DictBackend
+from tests.core.test_change_feed import until_live
 from tests.servers import ServerStack
 
 
@@ -379,3 +380,40 @@ async def test_a_copy_expiring_does_not_stop_reads_in_flight_from_being_kept() -
     local.drop_entry("user", "1")
     local.keep("user", "3", b"three", seconds=60, generation=in_flight)
     assert local.get("user", "3") is None
+
+
+class GatedWrites(RedisBackend):
+    """Redis whose writes wait until the test lets them through."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.writes_allowed = asyncio.Event()
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self.writes_allowed.wait()
+        await super().set(key, value, ttl)
+
+
+async def test_with_local_copies_a_miss_does_not_wait_for_its_write(stack: ServerStack) -> None:
+    backend = GatedWrites(stack.redis.url_for(4))
+    await backend.client.flushdb()
+    manager = CacheManager()
+    manager.init(backend=backend)
+    await until_live(manager.changes)
+    calls = Calls()
+
+    @manager.cached(prefix="gated", ttl=60)
+    async def square(number: int) -> int:
+        calls(number)
+        return number * number
+
+    # Answered while its write is still held back, and again from this process's copy.
+    assert await asyncio.wait_for(square(3), timeout=5) == 9
+    assert await asyncio.wait_for(square(3), timeout=5) == 9
+    assert calls.seen == [3]
+    assert await backend.client.keys("cache:gated:*") == []
+
+    backend.writes_allowed.set()
+    await manager.close()  # finishes the write under way
+    assert len(await backend.client.keys("cache:gated:v*")) == 1
+    await backend.close()

@@ -96,10 +96,15 @@ class TokenAuthBackend:
 
     async def _read_state(self, user_id: int, generation: int) -> tuple[AuthState, bool]:
         state, recent_write = await self._cached_state(user_id)
-        if state is None:
-            state = await self.load_state(user_id) or INACTIVE
+        if state is not None:
+            local_auth_states.keep(user_id, state, recent_write, generation)
+            return state, recent_write
+        state = await self.load_state(user_id) or INACTIVE
+        if local_auth_states.keep(user_id, state, recent_write, generation):
+            # This process answers from its copy: no request here waits for the write.
+            Cache.write_in_background(self._cache_state(user_id, state))
+        else:
             await self._cache_state(user_id, state)
-        local_auth_states.keep(user_id, state, recent_write, generation)
         return state, recent_write
 
     @staticmethod

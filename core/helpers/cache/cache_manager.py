@@ -24,7 +24,7 @@ import functools
 import inspect
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 from pydantic import TypeAdapter
@@ -107,6 +107,8 @@ class CacheManager:
         self.changes = ChangeFeed(lambda: self.backend)
         self._local = LocalEntries()
         self.changes.register(CACHE_TOPIC, self._local.heard, self._local.clear)
+        # Cache writes under way; the loop itself holds tasks only weakly.
+        self._writes: set[asyncio.Task[None]] = set()
 
     def init(
         self, backend: BaseBackend | None = None, key_maker: BaseKeyMaker | None = None
@@ -130,8 +132,23 @@ class CacheManager:
     def key_maker(self) -> BaseKeyMaker:
         return self._key_maker
 
+    def write_in_background(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run a cache write without making the caller wait for it; `write` logs its failures.
+
+        For writes of what this process also keeps a copy of: it answers from the copy, so
+        nobody here needs the write done, and on a busy loop each wait costs a turn of it.
+        """
+        task = asyncio.get_running_loop().create_task(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     async def close(self) -> None:
-        """Close the backend's connections of this event loop; it reconnects when used again."""
+        """Finish this event loop's cache writes and close its connections; it reconnects
+        when used again."""
+        loop = asyncio.get_running_loop()
+        writes = [task for task in self._writes if task.get_loop() is loop]
+        if writes:
+            await asyncio.wait(writes)
         await self.changes.close()
         if self._backend is not None:
             await self._backend.close()
@@ -188,9 +205,10 @@ class CacheManager:
                 # Validated again on every use: callers may change what they are given.
                 return spec.adapter.validate_json(copy)
         head = _namespace_key(spec.namespace)
-        if self._local.is_held(spec.namespace):
-            return await self._compute_once(spec, args, kwargs, head, call_key, store_under=None)
         generation = self._local.generation
+        if self._local.is_held(spec.namespace):
+            return await self._compute_once(spec, args, kwargs, head, call_key, None, None)
+
         # One read per call at a time, and none that started before a removal this process heard.
         read = await self._flights.run(
             ("read", head, call_key, generation), lambda: self._read(spec, head, call_key)
@@ -208,7 +226,9 @@ class CacheManager:
                     self._local.keep(spec.namespace, call_key, read.value, seconds, generation)
                 return value
         store_under = read.version if read is not None and _may_store(read) else None
-        return await self._compute_once(spec, args, kwargs, head, call_key, store_under)
+        return await self._compute_once(
+            spec, args, kwargs, head, call_key, store_under, generation if local_copies else None
+        )
 
     async def _read(self, spec: CachedFunction, head: str, call_key: str) -> VersionedRead | None:
         backend = self.backend
@@ -227,20 +247,44 @@ class CacheManager:
         head: str,
         call_key: str,
         store_under: int | None,
+        copy_generation: int | None,
     ) -> Any:
-        """Run the function; concurrent misses of the same call in this process share one run."""
+        """Run the function; concurrent misses of the same call in this process share one run.
+
+        The result is stored under version `store_under` (not at all when None). With a
+        `copy_generation` (local copies are in use), this process also keeps a copy of it, as
+        of that generation, and stores it without waiting.
+        """
 
         async def compute_and_store() -> Any:
             value = await spec.function(*args, **kwargs)
-            if store_under is not None:
-                await self._store(spec, versioned_key(head, store_under, call_key), value)
+            if store_under is None:
+                return value
+            # Serialized now: the caller may change the value before a write in the background.
+            payload = self._dump(spec, value)
+            if payload is None:
+                return value
+            key = versioned_key(head, store_under, call_key)
+            if copy_generation is not None and self._local.keep(
+                spec.namespace, call_key, payload, spec.ttl, copy_generation
+            ):
+                self.write_in_background(self._store(spec, key, payload))
+            else:
+                await self._store(spec, key, payload)
             return value
 
         return await self._flights.run(("run", head, call_key), compute_and_store)
 
-    async def _store(self, spec: CachedFunction, key: str, value: Any) -> None:
+    @staticmethod
+    def _dump(spec: CachedFunction, value: Any) -> bytes | None:
         try:
-            payload = spec.adapter.dump_json(value)
+            return spec.adapter.dump_json(value)
+        except Exception as error:
+            logger.warning("cannot cache a value of %s (%r)", spec.namespace, error)
+            return None
+
+    async def _store(self, spec: CachedFunction, key: str, payload: bytes) -> None:
+        try:
             backend = self.backend
             ttl = spread(spec.ttl, by=ENTRY_TTL_SPREAD)
             await bounded(backend, backend.set(key, payload, ttl), BACKEND_TIMEOUT_SECONDS)

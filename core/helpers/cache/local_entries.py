@@ -45,11 +45,11 @@ class LocalEntries:
 
     def keep(
         self, namespace: str, call_key: str, value: bytes, seconds: float, generation: int
-    ) -> None:
+    ) -> bool:
         """Keep `value` for `seconds` (at most LOCAL_COPY_SECONDS), unless a removal was heard
-        since it was read at `generation`."""
+        since it was read at `generation`. Whether it was kept."""
         if generation != self.generation or seconds <= 0:
-            return
+            return False
         if self._count >= self.max_entries:
             self.clear()  # rare, and cheaper than keeping an eviction order on every hit
         entries = self._by_namespace.setdefault(namespace, {})
@@ -57,6 +57,7 @@ class LocalEntries:
             self._count += 1
         expires = time.monotonic() + local_copy_seconds(seconds)
         entries[call_key] = (value, expires)
+        return True
 
     def hold(self, namespace: str, seconds: float) -> None:
         """Remember that `namespace` is on hold for `seconds` (at most LOCAL_COPY_SECONDS)."""
