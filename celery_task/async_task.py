@@ -47,8 +47,12 @@ async def release_loop_resources() -> None:
 async def _in_session_scope(
     function: Callable[..., Coroutine[Any, Any, R]], args: Any, kwargs: Any
 ) -> R:
-    async with session_scope():
-        return await function(*args, **kwargs)
+    try:
+        async with session_scope():
+            return await function(*args, **kwargs)
+    finally:
+        # The loop stops between tasks: what the task left writing is finished first.
+        await Cache.finish_writes()
 
 
 def run_async_task(function: Callable[..., Coroutine[Any, Any, R]], args: Any, kwargs: Any) -> R:

@@ -142,13 +142,17 @@ class CacheManager:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def close(self) -> None:
-        """Finish this event loop's cache writes and close its connections; it reconnects
-        when used again."""
+    async def finish_writes(self) -> None:
+        """Wait for the cache writes this event loop has under way."""
         loop = asyncio.get_running_loop()
         writes = [task for task in self._writes if task.get_loop() is loop]
         if writes:
             await asyncio.wait(writes)
+
+    async def close(self) -> None:
+        """Finish this event loop's cache writes and close its connections; it reconnects
+        when used again."""
+        await self.finish_writes()
         await self.changes.close()
         if self._backend is not None:
             await self._backend.close()
