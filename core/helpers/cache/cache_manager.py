@@ -212,7 +212,6 @@ class CacheManager:
         generation = self._local.generation
         if self._local.is_held(spec.namespace):
             return await self._compute_once(spec, args, kwargs, head, call_key, None, None)
-
         # One read per call at a time, and none that started before a removal this process heard.
         read = await self._flights.run(
             ("read", head, call_key, generation), lambda: self._read(spec, head, call_key)
