@@ -14,7 +14,8 @@ from httpx import AsyncClient
 
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError
-from core.security.auth_state import local_auth_states
+from core.security.auth_state import auth_state_key, local_auth_states
+from tests.core.test_change_feed import until_live
 from tests.helpers import HEARD_WITHIN_SECONDS, signed_up, status_within
 from tests.servers import ServerStack
 from tests.test_main import ROOT, free_port, start_server, stop, wait_until_serving
@@ -127,3 +128,28 @@ async def cache_answers_again() -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the cache did not answer again")
+
+
+async def test_a_request_that_loads_its_auth_state_does_not_wait_to_store_it(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = await signed_up(client)
+    await until_live(Cache.changes)
+    local_auth_states.clear()  # the next request loads the state from the database
+    await Cache.backend.delete(auth_state_key(account.id))
+    backend = Cache.backend
+    writes_allowed = asyncio.Event()
+    add = backend.add
+
+    async def held_back_add(key: str, value: bytes, ttl: float | None = None) -> bool:
+        await writes_allowed.wait()
+        return await add(key, value, ttl)
+
+    monkeypatch.setattr(backend, "add", held_back_add)
+    me = await asyncio.wait_for(client.get(ME, headers=account.headers), timeout=5)
+    assert me.status_code == 200
+    assert await backend.get(auth_state_key(account.id)) is None  # not stored yet
+
+    writes_allowed.set()
+    await Cache.finish_writes()
+    assert await backend.get(auth_state_key(account.id)) is not None
