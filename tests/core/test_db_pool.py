@@ -1,4 +1,5 @@
-"""The connection pool under contention: first asked, first served."""
+"""The connection pool: the first to ask is served first, and the connection used last goes out
+first."""
 
 from __future__ import annotations
 
