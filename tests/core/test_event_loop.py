@@ -115,14 +115,9 @@ def test_a_given_socket_is_served_as_uvicorn_passes_it_to_workers() -> None:
 # Serves echoes with so few file descriptors that the third client finds none left.
 OUT_OF_DESCRIPTORS_SERVER = textwrap.dedent(
     """
-    import asyncio, os, resource, sys
+    import asyncio, os, resource
     from core.event_loop import ServerLoop
-
-    class Echo(asyncio.Protocol):
-        def connection_made(self, transport):
-            self.transport = transport
-        def data_received(self, data):
-            self.transport.write(data)
+    from tests.core.test_event_loop import Echo
 
     async def main():
         loop = asyncio.get_running_loop()

@@ -100,11 +100,8 @@ class TokenAuthBackend:
             local_auth_states.keep(user_id, state, recent_write, generation)
             return state, recent_write
         state = await self.load_state(user_id) or INACTIVE
-        if local_auth_states.keep(user_id, state, recent_write, generation):
-            # This process answers from its copy: no request here waits for the write.
-            Cache.write_in_background(self._cache_state(user_id, state))
-        else:
-            await self._cache_state(user_id, state)
+        kept = local_auth_states.keep(user_id, state, recent_write, generation)
+        await Cache.write(self._cache_state(user_id, state), copy_kept=kept)
         return state, recent_write
 
     @staticmethod

@@ -132,12 +132,16 @@ class CacheManager:
     def key_maker(self) -> BaseKeyMaker:
         return self._key_maker
 
-    def write_in_background(self, write: Coroutine[Any, Any, None]) -> None:
-        """Run a cache write without making the caller wait for it; `write` logs its failures.
+    async def write(self, write: Coroutine[Any, Any, None], *, copy_kept: bool) -> None:
+        """Run a cache write of a value just computed; `write` logs its own failures.
 
-        For writes of what this process also keeps a copy of: it answers from the copy, so
-        nobody here needs the write done, and on a busy loop each wait costs a turn of it.
+        When this process kept a copy of the value, it answers from that copy: nobody here
+        needs the write done, and on a busy loop each wait costs a whole turn of it, so it runs
+        in the background. Otherwise it is awaited, so a call made right after is a hit.
         """
+        if not copy_kept:
+            await write
+            return
         task = asyncio.get_running_loop().create_task(write)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
@@ -267,13 +271,11 @@ class CacheManager:
             payload = self._dump(spec, value)
             if payload is None:
                 return value
-            key = versioned_key(head, store_under, call_key)
-            if copy_generation is not None and self._local.keep(
+            kept = copy_generation is not None and self._local.keep(
                 spec.namespace, call_key, payload, spec.ttl, copy_generation
-            ):
-                self.write_in_background(self._store(spec, key, payload))
-            else:
-                await self._store(spec, key, payload)
+            )
+            key = versioned_key(head, store_under, call_key)
+            await self.write(self._store(spec, key, payload), copy_kept=kept)
             return value
 
         return await self._flights.run(("run", head, call_key), compute_and_store)
