@@ -10,14 +10,20 @@ STAMP  := $(VENV)/.installed
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+# uv installs from uv.lock; the machine's own uv is used when it has one, else this one goes into
+# the venv (the dev group pins the same version, so the venv keeps it).
+UV_VERSION := 0.13.9
+
+$(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if test -x $(BIN)/uv; then uv=$(BIN)/uv; \
+	elif command -v uv >/dev/null; then uv=uv; \
+	else $(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && uv=$(BIN)/uv; fi; \
+	echo "$$uv sync --frozen"; UV_PROJECT_ENVIRONMENT=$(VENV) "$$uv" sync --frozen
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the dependencies
+venv: $(STAMP) ## create .venv and install the locked dependencies and the project (editable)
 
 run: venv migrate ## serve on :8000 (embedded SQLite unless .env says otherwise)
 	$(BIN)/python main.py --env local
