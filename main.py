@@ -59,8 +59,7 @@ def main(
         workers=None if reload else workers,
         reload=reload,
         log_level=settings.LOG_LEVEL.lower(),
-        # uvloop, accepting every waiting connection at once (see core/event_loop.py).
-        loop="core.event_loop:ServerLoop",
+        loop="uvloop",
         # The app configures logging itself (core/logging.py), the same way in every process.
         log_config=None,
         # X-Forwarded-* are believed from these proxies only.

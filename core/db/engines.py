@@ -1,11 +1,7 @@
 """The writer and reader engines: built on first use, disposed on shutdown.
 
 Pools are fixed-size (no overflow): a pool that grows and shrinks under load reconnects all the
-time. The connection used last is handed out first, so a light load keeps reusing a few warm
-connections. A connection that sat idle is pinged before use, so a restarted server costs
-nothing more than a reconnect. A busy pool never pings (that would be one more round trip per
-query): a read that meets a connection that died meanwhile runs again on a fresh one
-(session.py), and the pool replaces every connection older than the failure.
+time.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.config import config
-from core.db.pool import FairAsyncPool
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +43,13 @@ def _engine_options(url: URL) -> dict[str, Any]:
         # makes others wait (timeout) instead of failing at once with "database is locked".
         return {"connect_args": {"timeout": 30}}
     return {
-        "poolclass": FairAsyncPool,
         "pool_size": config.DB_POOL_SIZE,
         "max_overflow": 0,
-        # Handed out first-in-first-out, every connection would sit idle long enough to be
-        # pinged (one more round trip) whenever fewer than one query per connection runs per
-        # PING_IF_IDLE_SECONDS. Waiting callers are still served in order (pool.py).
+        # The connection used last goes out first: a light load keeps reusing a few warm ones.
         "pool_use_lifo": True,
+        # Checked with a ping when taken from the pool: a server restart or failover costs a
+        # reconnect, never an error for the request that picks a dead connection.
+        "pool_pre_ping": True,
         "pool_timeout": config.DB_POOL_TIMEOUT,
         "pool_recycle": 1800,
         "connect_args": {
@@ -71,28 +66,6 @@ def _enable_sqlite_pragmas(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
-
-
-# A connection idle longer than this is pinged before use: far shorter than any server restart,
-# far longer than the gaps between uses of a pool under load.
-PING_IF_IDLE_SECONDS = 0.25
-
-
-def _ping_idle_connections(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _note_idle_since(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < PING_IF_IDLE_SECONDS:
-            return  # just opened, or just used
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as error:
-            # The pool discards this connection and checks out (or opens) another.
-            raise DisconnectionError(f"an idle connection is gone ({error})") from error
 
 
 class ReaderFallback:
@@ -157,8 +130,6 @@ def _build_engines() -> EnginePair:
     writer = create_async_engine(writer_url, **_engine_options(writer_url))
     if _is_sqlite(writer_url):
         _enable_sqlite_pragmas(writer)
-    else:
-        _ping_idle_connections(writer)
     if reader_url == writer_url or _is_sqlite(reader_url):
         return EnginePair(writer, writer, None)
     fallback = ReaderFallback(reader_url, writer_url)
@@ -173,7 +144,6 @@ def _build_engines() -> EnginePair:
         **_engine_options(reader_url),
     )
     fallback.install(reader)
-    _ping_idle_connections(reader)
     return EnginePair(writer, reader, fallback)
 
 
