@@ -19,7 +19,6 @@ from core.fastapi.middlewares import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
-    TokenAuthBackend,
 )
 from core.heap import settle_heap
 from core.helpers.cache import Cache
@@ -45,7 +44,7 @@ def _middleware() -> list[Middleware]:
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
         Middleware(SQLAlchemyMiddleware),
-        Middleware(AuthenticationMiddleware, backend=TokenAuthBackend(load_auth_state)),
+        Middleware(AuthenticationMiddleware, load_state=load_auth_state),
     ]
     if config.CORS_ORIGINS:
         # Before authentication, so preflight requests are answered without a token.

@@ -20,7 +20,6 @@ from httpx import ASGITransport, AsyncClient
 from core.config import load_config, reset_config
 from core.db import databases, session_scope
 from core.helpers.cache import Cache, RedisBackend
-from core.security.auth_state import local_auth_states
 from tests.servers import ServerStack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +85,6 @@ async def empty_cache() -> None:
     backend = Cache.backend
     if isinstance(backend, RedisBackend):
         await backend.client.flushdb()
-    local_auth_states.clear()
 
 
 @pytest.fixture

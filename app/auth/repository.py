@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -16,13 +16,13 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import AuthSession
 from app.role import Role, user_roles
 from app.user import User
 from core.db import session
 from core.db.base import utcnow
+from core.security.auth_state import INACTIVE, AuthState
 
 
 class AuthSessionRepository:
@@ -63,30 +63,16 @@ class AuthSessionRepository:
             .execution_options(synchronize_session=False)
         )
 
+    async def user_state(self, user_id: int) -> tuple[int, bool] | None:
+        """The user's token version and whether the account is live, or None."""
+        query = select(User.token_version, User.deleted_at).where(User.id == user_id)
+        row = (await session.execute(query)).one_or_none()
+        return None if row is None else (row.token_version, row.deleted_at is None)
 
-class AuthStateQueries:
-    """The queries behind a user's auth state, run on a session of the caller's choosing."""
-
-    @staticmethod
-    async def user(db: AsyncSession, user_id: int) -> tuple[int, bool, bool] | None:
-        row = (
-            await db.execute(
-                select(User.token_version, User.is_admin, User.deleted_at).where(User.id == user_id)
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        return row.token_version, row.is_admin, row.deleted_at is None
-
-    @staticmethod
-    async def state(
-        db: AsyncSession, user_id: int, revoked_since: datetime
-    ) -> UserAuthFacts | None:
+    async def auth_state(self, user_id: int, revoked_since: datetime) -> AuthState | None:
         """Everything a user's auth state is made of, in one statement: one round trip, and one
-        snapshot (no change can fall between its parts). Run outside a transaction, it costs no
-        BEGIN and ROLLBACK either."""
-        connection = await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        rows = (await connection.execute(_auth_state_rows(user_id, revoked_since))).all()
+        snapshot (no change can fall between its parts)."""
+        rows = (await session.execute(_auth_state_rows(user_id, revoked_since))).all()
         user: tuple[int, bool, bool] | None = None
         permissions: set[str] = set()
         revoked: set[str] = set()
@@ -100,15 +86,15 @@ class AuthStateQueries:
         if user is None:
             return None
         token_version, is_admin, active = user
-        return UserAuthFacts(token_version, is_admin, active, permissions, revoked)
-
-
-class UserAuthFacts(NamedTuple):
-    token_version: int
-    is_admin: bool
-    active: bool
-    permissions: set[str]
-    revoked_sessions: set[str]
+        if not active:
+            return INACTIVE
+        return AuthState(
+            active=True,
+            token_version=token_version,
+            is_admin=is_admin,
+            permissions=frozenset(permissions),
+            revoked_sessions=frozenset(revoked),
+        )
 
 
 def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[Any]:

@@ -1,22 +1,21 @@
 from __future__ import annotations
 
+import dataclasses
+import logging
 from datetime import timedelta
 
 from app.auth.exceptions import InvalidCredentialsException, RefreshTokenReusedException
 from app.auth.models import AuthSession
-from app.auth.repository import AuthSessionRepository, AuthStateQueries
+from app.auth.repository import AuthSessionRepository
 from app.auth.schemas import LoginRequest, TokenPair
 from app.auth.throttle import LoginThrottle, login_throttle
 from app.user import user_service
 from core.config import config
-from core.db import Transactional, session, session_factory
+from core.db import Transactional, databases, session_scope, use_writer
 from core.db.base import utcnow
+from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS
 from core.fastapi.schemas.current_user import CurrentUser
-from core.security.auth_state import (
-    AuthState,
-    forget_auth_state_after_commit,
-    remember_recent_write,
-)
+from core.security.auth_state import AuthState, forget_auth_state, hold_auth_state
 from core.security.passwords import hash_password, verify_password
 from core.security.tokens import (
     TokenClaims,
@@ -25,6 +24,8 @@ from core.security.tokens import (
     encode_token,
     new_token_id,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class AuthService:
@@ -56,10 +57,7 @@ class AuthService:
             await user_service.upgrade_password_hash(
                 credentials.user_id, credentials.password_hash, upgraded_hash
             )
-        tokens = await self._start_session(credentials.user_id, credentials.token_version)
-        # The client's next requests use the new token at once; let them read from the writer.
-        await remember_recent_write(credentials.user_id)
-        return tokens
+        return await self._start_session(credentials.user_id, credentials.token_version)
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         claims = decode_token(refresh_token, "refresh")
@@ -85,6 +83,8 @@ class AuthService:
                 expires_at=refresh_claims.expires_at,
             )
         )
+        # A write of the user's: the hold sends their next reads to the writer.
+        await hold_auth_state(user_id)
         return tokens
 
     @Transactional()
@@ -102,10 +102,10 @@ class AuthService:
             if known is None or known.revoked_at is not None or known.expires_at <= utcnow():
                 raise TokenRevokedException()
             return None
-        user = await AuthStateQueries.user(session(), claims.user_id)
+        user = await self.repository.user_state(claims.user_id)
         if rotated_for != claims.user_id or user is None:
             raise TokenRevokedException()
-        token_version, _, active = user
+        token_version, active = user
         if token_version != claims.token_version or not active:
             raise TokenRevokedException()
         return tokens
@@ -113,7 +113,7 @@ class AuthService:
     @Transactional()
     async def _revoke(self, session_id: str, user_id: int) -> None:
         await self.repository.revoke(session_id)
-        await forget_auth_state_after_commit(user_id)
+        await forget_auth_state(user_id)
 
     @staticmethod
     def _issue(
@@ -146,22 +146,22 @@ class AuthService:
 
 
 async def load_auth_state(user_id: int) -> AuthState | None:
-    """A user's auth state from the writer (it decides access, so no replica lag here)."""
+    """A user's auth state, read on the writer (it decides access: no replica lag here), and on
+    a replica while the writer cannot be reached, so authenticated reads keep working."""
+    repository = AuthSessionRepository()
     # Only sessions whose access tokens may still be unexpired need remembering.
     since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
-    async with session_factory(use_writer=True) as db:
-        facts = await AuthStateQueries.state(db, user_id, since)
-    if facts is None:
-        return None
-    if not facts.active:
-        return AuthState(active=False)
-    return AuthState(
-        active=True,
-        token_version=facts.token_version,
-        is_admin=facts.is_admin,
-        permissions=frozenset(facts.permissions),
-        revoked_sessions=frozenset(facts.revoked_sessions),
-    )
+    try:
+        async with session_scope():
+            use_writer()
+            return await repository.auth_state(user_id, since)
+    except DATABASE_UNAVAILABLE_ERRORS as error:
+        if not databases.has_separate_reader:
+            raise
+        logger.warning("writer unreachable (%r); auth state read on a replica", error)
+    async with session_scope():
+        state = await repository.auth_state(user_id, since)
+    return None if state is None else dataclasses.replace(state, from_writer=False)
 
 
 auth_service = AuthService()

@@ -14,7 +14,7 @@ from app.role.repository import RoleRepository
 from app.role.schemas import RoleCreate, RoleUpdate, UserRolesRead, UserRolesUpdate
 from app.user import user_service
 from core.db import Transactional
-from core.security.auth_state import forget_auth_state_after_commit
+from core.security.auth_state import forget_auth_state
 
 
 class RoleService:
@@ -43,7 +43,7 @@ class RoleService:
             role.permissions = data.permissions
             # Everyone holding the role has its permissions cached with their auth state.
             for user_id in await self.repository.user_ids_with(role_id):
-                await forget_auth_state_after_commit(user_id)
+                await forget_auth_state(user_id)
         await self.repository.flush()
         return role
 
@@ -57,7 +57,7 @@ class RoleService:
             raise UnknownRoleException(f"No such roles: {', '.join(missing)}.")
         await self.repository.replace_user_roles(user_id, [role.id for role in roles])
         # The user's permissions are cached with their auth state; the next request reloads it.
-        await forget_auth_state_after_commit(user_id)
+        await forget_auth_state(user_id)
         return UserRolesRead(user_id=user_id, roles=data.roles)
 
 

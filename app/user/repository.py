@@ -7,7 +7,7 @@ from typing import NamedTuple
 from sqlalchemy import Row, bindparam, select, update
 
 from app.user.models import User
-from core.db import session, session_factory
+from core.db import session
 
 
 class Credentials(NamedTuple):
@@ -50,13 +50,11 @@ class UserRepository:
         return (await session.execute(query)).scalar_one_or_none()
 
     async def credentials(self, email: str) -> Credentials | None:
-        """What a login checks, read on the writer in a session of its own: its connection is
-        back in the pool before the (slow) password check starts."""
+        """What a login checks."""
         query = select(User.id, User.password_hash, User.token_version).where(
             User.email == email.lower(), User.deleted_at.is_(None)
         )
-        async with session_factory(use_writer=True) as own:
-            row = (await own.execute(query)).one_or_none()
+        row = (await session.execute(query)).one_or_none()
         return None if row is None else Credentials(*row)
 
     async def bump_token_version(self, user_id: int) -> None:

@@ -16,11 +16,11 @@ from app.user.models import User
 from app.user.repository import Credentials, UserRepository
 from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
 from app.user.tasks import send_welcome_email
-from core.db import Transactional
+from core.db import Transactional, session_scope, use_writer
 from core.db.base import utcnow
 from core.helpers.cache import Cache, CacheTag
 from core.helpers.event import event_handler
-from core.security.auth_state import forget_auth_state_after_commit
+from core.security.auth_state import forget_auth_state
 from core.security.passwords import hash_password, verify_password
 
 
@@ -84,7 +84,11 @@ class UserService:
         return user
 
     async def credentials(self, email: str) -> Credentials | None:
-        return await self.repository.credentials(email)
+        """What a login checks, read on the writer (a replica may not have the account yet) in
+        a unit of work of its own: its connection is back in the pool before the slow hash."""
+        async with session_scope():
+            use_writer()
+            return await self.repository.credentials(email)
 
     @Cache.cached(tag=CacheTag.GET_USER_LIST, ttl=60)
     async def list_page(self, limit: int, cursor: str | None) -> UserPage:
@@ -153,7 +157,7 @@ class UserService:
             user = await self.register(data)
         user.is_admin = True
         await self.repository.flush()
-        await forget_auth_state_after_commit(user.id)
+        await forget_auth_state(user.id)
         await self._forget_cached(user.id)
         return user
 
@@ -164,7 +168,7 @@ class UserService:
 
     async def _end_all_sessions(self, user_id: int) -> None:
         await self.repository.bump_token_version(user_id)
-        await forget_auth_state_after_commit(user_id)
+        await forget_auth_state(user_id)
 
 
 user_service = UserService()

@@ -9,18 +9,16 @@ From then on its reads go to the writer too, so it always sees its own writes.
 from __future__ import annotations
 
 import functools
-import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import CompoundSelect, Select, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_scoped_session, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session
 
@@ -30,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-AfterCommit = Callable[[], Awaitable[Any] | Any]
+AfterCommit = Callable[[], Awaitable[Any]]
 
 
 class NoSessionScopeError(RuntimeError):
@@ -53,7 +51,8 @@ class RoutingState:
     depth: int = 0
     rollback_only: BaseException | None = None
     read_from_reader: bool = False
-    after_commit: list[tuple[AfterCommit, bool]] = field(default_factory=list)
+    after_commit: list[AfterCommit] = field(default_factory=list)
+    batches: dict[str, list[Any]] = field(default_factory=dict)
 
 
 _STATE_KEY = "routing_state"
@@ -67,18 +66,22 @@ def routing_state(sync_session: Session) -> RoutingState:
 
 
 def _is_plain_read(clause: Any) -> bool:
+    # SQLAlchemy has no public accessor for a SELECT's FOR UPDATE clause; this is the one place
+    # that reads it, and tests/core/test_db_routing.py fails if an upgrade renames it.
     return isinstance(clause, Select | CompoundSelect) and clause._for_update_arg is None
 
 
 class RoutingSession(Session):
     def get_bind(self, mapper: Any = None, *, clause: Any = None, **kwargs: Any) -> Engine:
+        # A flush asks with its INSERT/UPDATE/DELETE, or with no clause at all: never a plain read.
         state = routing_state(self)
+        plain_read = _is_plain_read(clause)
         if not state.use_writer:
-            if not self._flushing and _is_plain_read(clause):
+            if plain_read:
                 state.read_from_reader = True
                 return databases.reader.sync_engine
             state.use_writer = True
-        if self._flushing or not _is_plain_read(clause):
+        if not plain_read:
             state.wrote = True
         return databases.writer.sync_engine
 
@@ -92,51 +95,9 @@ def _reload_rows_first_read_from_the_reader(execute_state: ORMExecuteState) -> N
         execute_state.update_execution_options(populate_existing=True)
 
 
-class ReadRetryingSession(AsyncSession):
-    """Runs a plain read once more when its pooled connection turned out to be dead (the server
-    restarted, or failed over, since the connection was last used).
-
-    Only a read outside a transaction, in a unit of work that has not written: running it again
-    cannot repeat an effect. Anything else fails as before. This is what lets pools skip a ping
-    before every use (engines.py pings only connections that sat idle).
-    """
-
-    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        return await self._once_more_if_dead(super().execute, statement, *args, **kwargs)
-
-    async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        # AsyncSession.scalar does not go through execute().
-        return await self._once_more_if_dead(super().scalar, statement, *args, **kwargs)
-
-    async def _once_more_if_dead(
-        self, run: Callable[..., Awaitable[Any]], statement: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        try:
-            return await run(statement, *args, **kwargs)
-        except DBAPIError as error:
-            if not self._may_run_again(statement, error):
-                raise
-        await self.rollback()
-        return await run(statement, *args, **kwargs)
-
-    def _may_run_again(self, statement: Any, error: DBAPIError) -> bool:
-        state = routing_state(self.sync_session)
-        again = (
-            error.connection_invalidated
-            and state.depth == 0
-            and not state.wrote
-            and _is_plain_read(statement)
-        )
-        if again:
-            logger.info("a pooled connection was dead; running the read on a fresh one")
-        return again
-
-
 # Built once: a sessionmaker per call shows up in profiles. Objects stay usable after commit
 # so a route can return what it just wrote without another query.
-_make_session = async_sessionmaker(
-    class_=ReadRetryingSession, sync_session_class=RoutingSession, expire_on_commit=False
-)
+_make_session = async_sessionmaker(sync_session_class=RoutingSession, expire_on_commit=False)
 
 _scope_id: ContextVar[int | None] = ContextVar("db_session_scope", default=None)
 _scope_ids = itertools.count(1)
@@ -153,7 +114,7 @@ def _current_scope() -> int:
     return scope
 
 
-session: async_scoped_session[ReadRetryingSession] = async_scoped_session(
+session: async_scoped_session[AsyncSession] = async_scoped_session(
     _make_session, scopefunc=_current_scope
 )
 """The session of the current unit of work (request or task): one per scope, made on first use."""
@@ -215,12 +176,6 @@ def _current_state() -> RoutingState | None:
     return routing_state(session().sync_session)
 
 
-def has_written() -> bool:
-    """Whether this unit of work has written (so a user's next reads should see it)."""
-    state = _current_state()
-    return state is not None and state.wrote
-
-
 def in_unit_of_work() -> bool:
     """Whether a session scope (a request, a task run, `session_scope()`) is active here."""
     return _scope_id.get() is not None
@@ -232,45 +187,59 @@ def in_transaction() -> bool:
     return state is not None and state.depth > 0
 
 
-def on_commit(callback: AfterCommit, *, propagate_errors: bool = False) -> None:
-    """Run `callback` once the current `@Transactional` block has committed; never on rollback.
+async def after_commit(callback: AfterCommit) -> None:
+    """Run `callback` once the current `@Transactional` block has committed, never on rollback;
+    outside a transaction, now.
 
-    A failing callback is logged and the others still run; with `propagate_errors` its error
-    is raised to the caller of the transaction afterwards (the data stays committed).
-    Outside a transaction there is nothing to wait for: the callback runs now. For coroutine
-    functions use `await after_commit(...)`, which can wait for them there.
+    Every callback runs even if one fails; the first error then reaches the caller of the
+    transaction (the data stays committed), so a change that could not be carried through
+    answers with an error instead of success.
     """
     state = _current_state()
     if state is not None and state.depth > 0:
-        state.after_commit.append((callback, propagate_errors))
-        return
-    result = callback()
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()
-        raise TypeError("on_commit got a coroutine outside a transaction; use after_commit")
-
-
-async def after_commit(callback: Callable[[], Awaitable[Any]]) -> None:
-    """`on_commit` for coroutine functions: awaited now when there is no transaction."""
-    if in_transaction():
-        on_commit(callback)
+        state.after_commit.append(callback)
     else:
         await callback()
 
 
-async def _run_after_commit(callbacks: list[tuple[AfterCommit, bool]]) -> None:
+def commit_batch(key: str, flush: Callable[[list[Any]], Awaitable[Any]]) -> list[Any] | None:
+    """A list that collects items for the current transaction and is handed to `flush` once,
+    after it commits: what many calls ask for is then done in one go. None outside a
+    transaction (do it now)."""
+    state = _current_state()
+    if state is None or state.depth == 0:
+        return None
+    batch = state.batches.get(key)
+    if batch is None:
+        batch = state.batches[key] = []
+        state.after_commit.append(functools.partial(flush, batch))
+    return batch
+
+
+_before_commit: ContextVar[tuple[AfterCommit, ...]] = ContextVar("before_commit", default=())
+
+
+@contextmanager
+def before_each_commit(callback: AfterCommit) -> Iterator[None]:
+    """Within the block, run `callback` inside every outermost transaction just before it
+    commits: for what any write of this context implies (a user's write holds their auth
+    state, which sends their next reads to the writer)."""
+    token = _before_commit.set((*_before_commit.get(), callback))
+    try:
+        yield
+    finally:
+        _before_commit.reset(token)
+
+
+async def _run_after_commit(callbacks: list[AfterCommit]) -> None:
     # The data is committed whatever happens here: every callback gets its turn.
     first_error: Exception | None = None
-    for callback, propagate in callbacks:
+    for callback in callbacks:
         try:
-            result = callback()
-            if inspect.isawaitable(result):
-                await result
+            await callback()
         except Exception as error:
-            logger.exception("an after-commit callback failed: %r", callback)
-            if propagate and first_error is None:
-                first_error = error
+            logger.warning("an after-commit callback failed: %r", error)
+            first_error = first_error or error
     if first_error is not None:
         raise first_error
 
@@ -323,6 +292,8 @@ class Transactional:
                 raise TransactionRolledBackError(
                     "a nested @Transactional call failed; the transaction was rolled back"
                 ) from state.rollback_only
+            for callback in _before_commit.get():
+                await callback()
             await current.commit()
         except BaseException:
             state.after_commit.clear()
@@ -331,6 +302,7 @@ class Transactional:
         finally:
             state.depth = 0
             state.rollback_only = None
+            state.batches = {}
         callbacks, state.after_commit = state.after_commit, []
         await _run_after_commit(callbacks)
         return result

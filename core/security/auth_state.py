@@ -1,38 +1,23 @@
-"""What a valid token still needs checked per request, kept in the cache backend and, while
-this process hears every change, in the process itself.
+"""What a valid token still needs checked per request: the user's auth state, a cached read.
 
-The shared copy: a multi-get of the user's auth state and read-your-writes marker, one cache
-round trip. The state is loaded from the writer on a miss, expires after AUTH_STATE_TTL_SECONDS,
-and is dropped right after any commit that changes it, so role changes, logouts, password
-changes and deletions apply on the next request.
-
-The local copy (`local_auth_states`) saves that round trip: every change is also published, and
-each process drops its copy when it hears of it. In the steady state a request with a valid
-token then costs no round trip at all.
+The state is loaded by the application's query (`use_auth_state_loader`), on the writer, and
+cached like any other read. Every commit that changes it removes it, and so does every commit
+of a request the user made: the removal holds the entry for READ_YOUR_WRITES_SECONDS, and while
+it is held each request of that user loads the state from the writer again, which also sends
+the rest of the request's reads there. That is read-your-writes, across processes, with nothing
+more than the cache's own hold.
 """
 
 from __future__ import annotations
 
-import logging
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import orjson
+from core.helpers.cache import Cache, Fetched
 
-from core.config import config
-from core.db import after_commit
-from core.helpers.cache import Cache
-from core.helpers.cache.change_feed import local_copy_seconds
-
-logger = logging.getLogger(__name__)
-
-# Bounds how long a change can go unseen if dropping the cached state failed (cache outage).
+# Bounds how long a change can go unseen when its removal could not reach the cache (that
+# change answered 503).
 AUTH_STATE_TTL_SECONDS = 60.0
-# After a change the state is held (not cached) this long, so a request that loaded the old
-# state just before the change cannot put it back. Longer than any state load takes.
-AUTH_STATE_HOLD_SECONDS = 5.0
-# What a held state's key contains.
-HELD = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,142 +28,40 @@ class AuthState:
     permissions: frozenset[str] = frozenset()
     # Logged-out sessions whose access tokens may not have expired yet.
     revoked_sessions: frozenset[str] = frozenset()
-
-    def dump(self) -> bytes:
-        return orjson.dumps(
-            [
-                self.active,
-                self.token_version,
-                self.is_admin,
-                sorted(self.permissions),
-                sorted(self.revoked_sessions),
-            ]
-        )
-
-    @classmethod
-    def load(cls, raw: bytes) -> AuthState:
-        active, version, is_admin, permissions, revoked = orjson.loads(raw)
-        return cls(active, version, is_admin, frozenset(permissions), frozenset(revoked))
+    # False when the writer was unreachable and the state was read on a replica.
+    from_writer: bool = True
 
 
 INACTIVE = AuthState(active=False)
+LoadAuthState = Callable[[int], Awaitable[AuthState | None]]
 
 
-def auth_state_key(user_id: int) -> str:
-    return f"auth:state:{user_id}"
+class _Loader:
+    load: LoadAuthState | None = None
 
 
-def recent_write_key(user_id: int) -> str:
-    return f"ryw:{user_id}"
+def use_auth_state_loader(load: LoadAuthState) -> None:
+    """Set the application's query for a user's auth state (None: no such user)."""
+    _Loader.load = load
 
 
-# The change feed's topic: b"s<user id>" (the state changed), b"w<user id>" (the user wrote).
-AUTH_TOPIC = b"auth"
+@Cache.cached(prefix="auth_state", ttl=AUTH_STATE_TTL_SECONDS)
+async def _auth_state(user_id: int) -> AuthState | None:
+    if _Loader.load is None:
+        raise RuntimeError("no auth state loader: call use_auth_state_loader() at startup")
+    return await _Loader.load(user_id)
 
 
-class LocalAuthStates:
-    """This process's copies of auth states and recent-write marks.
-
-    Copies are used only while the cache's change feed is live; when it is not, `get` returns
-    None and the caller reads the shared cache. Losing the feed drops every copy.
-    """
-
-    def __init__(self, max_users: int = 100_000) -> None:
-        self.max_users = max_users
-        self._states: dict[int, tuple[AuthState, float]] = {}
-        self._recent_writes: dict[int, float] = {}
-        # Bumped by every change heard: a state read before a change must not be kept after it.
-        self.generation = 0
-        Cache.changes.register(AUTH_TOPIC, self._heard, self.clear)
-
-    def get(self, user_id: int) -> tuple[AuthState, bool] | None:
-        """The user's state and whether they wrote recently, or None: ask the shared cache."""
-        if not Cache.changes.live():
-            return None
-        found = self._states.get(user_id)
-        if found is None:
-            return None
-        state, expires = found
-        now = time.monotonic()
-        if now >= expires:
-            del self._states[user_id]
-            return None
-        return state, self.wrote_recently(user_id, now)
-
-    def wrote_recently(self, user_id: int, now: float | None = None) -> bool:
-        """Whether a write of this user was heard within READ_YOUR_WRITES_SECONDS."""
-        until = self._recent_writes.get(user_id)
-        return until is not None and until > (time.monotonic() if now is None else now)
-
-    def keep(self, user_id: int, state: AuthState, recent_write: bool, generation: int) -> bool:
-        """Keep what was read as of `generation`, unless a change was heard since. Whether it
-        was kept."""
-        if generation != self.generation or not Cache.changes.live():
-            return False
-        if len(self._states) >= self.max_users:
-            self._states.pop(next(iter(self._states)), None)
-        now = time.monotonic()
-        self._states[user_id] = (state, now + local_copy_seconds())
-        if recent_write:
-            self.wrote(user_id, now)
-        return True
-
-    def forget(self, user_id: int) -> None:
-        self.generation += 1
-        self._states.pop(user_id, None)
-
-    def wrote(self, user_id: int, now: float | None = None) -> None:
-        """Send this user's reads to the writer for READ_YOUR_WRITES_SECONDS."""
-        now = time.monotonic() if now is None else now
-        self._recent_writes[user_id] = now + config.READ_YOUR_WRITES_SECONDS
-        if len(self._recent_writes) >= self.max_users:
-            self._recent_writes = {
-                user: until for user, until in self._recent_writes.items() if until > now
-            }
-
-    def _heard(self, payload: bytes) -> None:
-        user_id = int(payload[1:])
-        if payload[:1] == b"s":
-            self.forget(user_id)
-        else:
-            self.wrote(user_id)
-
-    def clear(self) -> None:
-        """Drop every copy."""
-        self.generation += 1
-        self._states.clear()
-        self._recent_writes.clear()
-
-
-local_auth_states = LocalAuthStates()
+async def fetch_auth_state(user_id: int) -> Fetched[AuthState | None]:
+    """The user's auth state, and whether it came from the cache."""
+    return await Cache.fetch(_auth_state, user_id)
 
 
 async def forget_auth_state(user_id: int) -> None:
-    local_auth_states.forget(user_id)
-    try:
-        await Cache.backend.set(auth_state_key(user_id), HELD, AUTH_STATE_HOLD_SECONDS)
-        await Cache.changes.announce(AUTH_TOPIC, b"s%d" % user_id)
-    except Exception as error:
-        logger.warning(
-            "could not drop the auth state of user %s (%r); it expires within %.0f s",
-            user_id,
-            error,
-            AUTH_STATE_TTL_SECONDS,
-        )
+    """Drop the user's cached auth state (it changed); inside a transaction, once it commits."""
+    await Cache.remove(_auth_state, user_id)
 
 
-async def forget_auth_state_after_commit(user_id: int) -> None:
-    """Drop the user's cached auth state once the current transaction has committed."""
-    await after_commit(lambda: forget_auth_state(user_id))
-
-
-async def remember_recent_write(user_id: int) -> None:
-    """Send this user's reads to the writer for READ_YOUR_WRITES_SECONDS, in every process."""
-    if config.READ_YOUR_WRITES_SECONDS <= 0:
-        return
-    local_auth_states.wrote(user_id)
-    try:
-        await Cache.backend.set(recent_write_key(user_id), b"1", config.READ_YOUR_WRITES_SECONDS)
-        await Cache.changes.announce(AUTH_TOPIC, b"w%d" % user_id)
-    except Exception as error:
-        logger.warning("could not record a recent write of user %s (%r)", user_id, error)
+async def hold_auth_state(user_id: int) -> None:
+    """Hold the user's auth state after they wrote: their next reads go to the writer."""
+    await Cache.hold(_auth_state, user_id)

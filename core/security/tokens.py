@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,58 +84,9 @@ def encode_token(
     return token, claims
 
 
-class VerifiedTokens:
-    """Access tokens already verified by this process, by their exact text.
-
-    Clients send the same access token with every request until it expires, and verifying one
-    (PyJWT checks every character of it in Python) costs more than a bare FastAPI request. A
-    token found here was verified with the same key; only its expiry is checked again.
-    Revocation is not a property of the token text: it is checked per request elsewhere.
-    """
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self.max_entries = max_entries
-        self._signing: tuple[str, str] = ("", "")
-        self._claims: dict[str, tuple[TokenClaims, float]] = {}
-
-    def get(self, token: str, signing: tuple[str, str]) -> TokenClaims | None:
-        """The claims of a token verified before with `signing` (key, algorithm), or None."""
-        if signing != self._signing:
-            self._claims.clear()
-            self._signing = signing
-            return None
-        found = self._claims.get(token)
-        if found is None:
-            return None
-        claims, expires = found
-        if time.time() >= expires:
-            self._claims.pop(token, None)
-            raise TokenExpiredException()
-        return claims
-
-    def add(self, token: str, signing: tuple[str, str], claims: TokenClaims) -> None:
-        if signing != self._signing:
-            return
-        if len(self._claims) >= self.max_entries:
-            # The oldest entry goes: dicts keep insertion order.
-            self._claims.pop(next(iter(self._claims)), None)
-        self._claims[token] = (claims, claims.expires_at.timestamp())
-
-
-verified_access_tokens = VerifiedTokens()
-
-
 def decode_token(token: str, expected_type: TokenType) -> TokenClaims:
     """Verify signature, algorithm, expiry and shape; raise a 401 exception that says which."""
-    signing = (config.JWT_SECRET_KEY, config.JWT_ALGORITHM)
-    if expected_type == "access":
-        known = verified_access_tokens.get(token, signing)
-        if known is not None:
-            return known
-    claims = _verify(token, signing, expected_type)
-    if expected_type == "access":
-        verified_access_tokens.add(token, signing, claims)
-    return claims
+    return _verify(token, (config.JWT_SECRET_KEY, config.JWT_ALGORITHM), expected_type)
 
 
 def _verify(token: str, signing: tuple[str, str], expected_type: TokenType) -> TokenClaims:

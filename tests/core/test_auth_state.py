@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
-from core.fastapi.middlewares import TokenAuthBackend
-from core.security.auth_state import AuthState, local_auth_states
+import pytest
+
+from core.fastapi.middlewares import authenticate
+from core.security.auth_state import AuthState, forget_auth_state, use_auth_state_loader
 from core.security.tokens import encode_token, new_token_id
 
 LOAD_SECONDS = 0.05
@@ -30,24 +33,34 @@ class CountingLoads:
         return AuthState(active=True)
 
 
-async def test_concurrent_requests_of_one_user_share_one_load() -> None:
-    loads = CountingLoads()
-    backend = TokenAuthBackend(loads)
+@pytest.fixture
+def loads() -> Iterator[CountingLoads]:
+    from app.auth import load_auth_state
 
-    results = await asyncio.gather(*(backend.authenticate(bearer(7)) for _ in range(20)))
+    counting = CountingLoads()
+    use_auth_state_loader(counting)
+    yield counting
+    use_auth_state_loader(load_auth_state)
+
+
+async def test_concurrent_requests_of_one_user_share_one_load(loads: CountingLoads) -> None:
+    results = await asyncio.gather(*(authenticate(bearer(7)) for _ in range(20)))
 
     assert [user.id for user, _ in results] == [7] * 20
+    assert all(read_on_writer for _, read_on_writer in results)  # loaded, not cached
+    assert loads.user_ids == [7]
+    user, read_on_writer = await authenticate(bearer(7))
+    assert (user.id, read_on_writer) == (7, False)  # now from the cache
     assert loads.user_ids == [7]
 
 
-async def test_a_request_after_a_change_does_not_join_a_load_begun_before_it() -> None:
-    loads = CountingLoads()
-    backend = TokenAuthBackend(loads)
-
-    before = asyncio.create_task(backend.authenticate(bearer(8)))
+async def test_a_request_after_a_change_does_not_join_a_load_begun_before_it(
+    loads: CountingLoads,
+) -> None:
+    before = asyncio.create_task(authenticate(bearer(8)))
     await asyncio.sleep(LOAD_SECONDS / 5)  # its load is under way
-    local_auth_states.forget(8)  # a change to user 8 is heard
-    await backend.authenticate(bearer(8))
+    await forget_auth_state(8)  # a change to user 8
+    await authenticate(bearer(8))
     await before
 
     assert loads.user_ids == [8, 8]

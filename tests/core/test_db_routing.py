@@ -13,8 +13,7 @@ from core.db import (
     NoSessionScopeError,
     Transactional,
     TransactionRolledBackError,
-    has_written,
-    on_commit,
+    after_commit,
     session,
     session_factory,
     session_scope,
@@ -42,7 +41,6 @@ def replica_count(stack: ServerStack, email: str) -> int:
 @pytest.mark.usefixtures("scope")
 async def test_plain_read_outside_a_transaction_runs_on_the_replica() -> None:
     assert await on_replica()
-    assert not has_written()
 
 
 @pytest.mark.usefixtures("scope")
@@ -71,7 +69,6 @@ async def test_select_for_update_goes_to_the_primary() -> None:
 async def test_use_writer_sends_reads_to_the_primary() -> None:
     use_writer()
     assert await on_replica() is False
-    assert not has_written()
 
 
 async def test_write_lands_on_primary_and_reaches_the_replica(stack: ServerStack) -> None:
@@ -83,7 +80,6 @@ async def test_write_lands_on_primary_and_reaches_the_replica(stack: ServerStack
 
     async with session_scope():
         await register()
-        assert has_written()
         # Read-your-writes: after writing, this unit of work reads from the primary.
         assert await on_replica() is False
         assert await session.scalar(select(User.id).where(User.email == email)) is not None
@@ -183,53 +179,67 @@ async def test_after_commit_callbacks_run_after_commit_and_never_after_rollback(
     async def record_async() -> None:
         events.append(f"async, rows on primary: {primary_count(stack, email)}")
 
+    async def record(event: str) -> None:
+        events.append(event)
+
     @Transactional()
     async def inner() -> None:
-        on_commit(lambda: events.append("sync"))
+        await after_commit(lambda: record("inner"))
 
     @Transactional()
     async def committed() -> None:
         session.add(new_user(email))
-        on_commit(record_async)
+        await after_commit(record_async)
         await inner()
         assert events == []
 
     @Transactional()
     async def rolled_back() -> None:
-        on_commit(lambda: events.append("never"))
+        await after_commit(lambda: record("never"))
         raise RuntimeError("boom")
 
     await committed()
-    assert events == ["async, rows on primary: 1", "sync"]
+    assert events == ["async, rows on primary: 1", "inner"]
 
     with pytest.raises(RuntimeError):
         await rolled_back()
-    assert events == ["async, rows on primary: 1", "sync"]
+    assert events == ["async, rows on primary: 1", "inner"]
 
 
 @pytest.mark.usefixtures("scope")
-async def test_a_failing_after_commit_callback_does_not_undo_the_commit(
+async def test_a_failing_after_commit_callback_keeps_the_commit_and_reaches_the_caller(
     stack: ServerStack, caplog: pytest.LogCaptureFixture
 ) -> None:
     email = unique_email()
+    ran: list[str] = []
 
-    def broken() -> None:
+    async def broken() -> None:
         raise RuntimeError("callback broke")
+
+    async def fine() -> None:
+        ran.append("fine")
 
     @Transactional()
     async def create() -> None:
         session.add(new_user(email))
-        on_commit(broken)
+        await after_commit(broken)
+        await after_commit(fine)
 
-    await create()
+    with pytest.raises(RuntimeError, match="callback broke"):
+        await create()
     assert primary_count(stack, email) == 1
+    assert ran == ["fine"]  # every callback still ran
     assert "after-commit callback failed" in caplog.text
 
 
 @pytest.mark.usefixtures("scope")
-async def test_on_commit_outside_a_transaction_runs_at_once() -> None:
+async def test_after_commit_outside_a_transaction_runs_at_once() -> None:
     events: list[str] = []
-    on_commit(lambda: events.append("now"))
+
+    async def record() -> None:
+        events.append("now")
+
+    await after_commit(record)
     assert events == ["now"]
 
 

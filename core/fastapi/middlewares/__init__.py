@@ -1,4 +1,4 @@
-from core.fastapi.middlewares.authentication import AuthenticationMiddleware, TokenAuthBackend
+from core.fastapi.middlewares.authentication import AuthenticationMiddleware, authenticate
 from core.fastapi.middlewares.request_context import RequestContextMiddleware
 from core.fastapi.middlewares.security_headers import SecurityHeadersMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
@@ -8,5 +8,5 @@ __all__ = [
     "RequestContextMiddleware",
     "SQLAlchemyMiddleware",
     "SecurityHeadersMiddleware",
-    "TokenAuthBackend",
+    "authenticate",
 ]

@@ -1,5 +1,10 @@
 from core.helpers.cache.base import BaseBackend, BaseKeyMaker, CacheUnavailableError
-from core.helpers.cache.cache_manager import Cache, CacheManager
+from core.helpers.cache.cache_manager import (
+    Cache,
+    CacheManager,
+    ChangeNotPropagatedException,
+    Fetched,
+)
 from core.helpers.cache.cache_tag import CacheTag
 from core.helpers.cache.key_maker import DefaultKeyMaker
 from core.helpers.cache.memory_backend import InMemoryBackend
@@ -12,7 +17,9 @@ __all__ = [
     "CacheManager",
     "CacheTag",
     "CacheUnavailableError",
+    "ChangeNotPropagatedException",
     "DefaultKeyMaker",
+    "Fetched",
     "InMemoryBackend",
     "RedisBackend",
 ]

@@ -25,45 +25,17 @@ INJECTED_TYPES: tuple[type, ...] = (
 )
 
 
-class _Binder:
-    """Maps a call's arguments to parameter names, defaults applied.
-
-    `inspect.Signature.bind` is slow enough to show in request profiles; plain signatures
-    (no positional-only, *args or **kwargs) are bound here directly, the rest by inspect.
-    """
-
-    def __init__(self, function: Callable[..., Any]) -> None:
-        self.signature = inspect.signature(function)
-        parameters = list(self.signature.parameters.values())
-        self.simple = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
-        self.positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
-        self.names = [p.name for p in parameters]
-        self.defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
-
-    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        if (
-            not self.simple
-            or len(args) > len(self.positional)
-            or not kwargs.keys() <= set(self.names)
-        ):
-            bound = self.signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return dict(bound.arguments)
-        values = dict(zip(self.positional, args, strict=False))
-        values.update(kwargs)
-        if len(values) != len(self.names):
-            for name in self.names:
-                if name not in values:
-                    if name not in self.defaults:
-                        # Missing a required argument: let inspect raise its usual TypeError.
-                        self.signature.bind(*args, **kwargs)
-                    values[name] = self.defaults[name]
-        return values
-
-
 @lru_cache(maxsize=1024)
-def _binder(function: Callable[..., Any]) -> _Binder:
-    return _Binder(function)
+def _signature(function: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+def _bound(
+    function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    bound = _signature(function).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments
 
 
 def _plain(value: Any) -> Any:
@@ -91,7 +63,7 @@ class DefaultKeyMaker(BaseKeyMaker):
     ) -> str:
         values = {
             name: value
-            for name, value in _binder(function).bind(args, kwargs).items()
+            for name, value in _bound(function, args, kwargs).items()
             if name not in exclude
             and name not in ("self", "cls")
             and not isinstance(value, INJECTED_TYPES)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -18,12 +18,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How often a subscription proves it is alive: a PING on it, whose answer comes after every
-# message published before it. A connection that died without an error (a frozen server, a
-# dropped route) gives no answer, and is given up ANSWER_SECONDS later.
-LISTEN_POLL_SECONDS = 1.0
-ANSWER_SECONDS = 2.0
-
 
 class RedisBackend(BaseBackend):
     """Redis through redis.asyncio: one round trip per operation, short timeouts.
@@ -31,8 +25,6 @@ class RedisBackend(BaseBackend):
     After a failure the backend stays "down" for `retry_seconds` and fails at once, so an
     outage costs each request nothing rather than a timeout each.
     """
-
-    enforces_timeouts = True  # socket timeouts, and a fast "down" mark after a failure
 
     def __init__(
         self,
@@ -90,11 +82,10 @@ class RedisBackend(BaseBackend):
         return cast("list[bytes | None]", await self._call(lambda redis: redis.mget(keys)))
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        px = None if ttl is None else max(1, int(ttl * 1000))
-        await self._call(lambda redis: redis.set(key, value, px=px))
+        await self._call(lambda redis: redis.set(key, value, px=_milliseconds(ttl)))
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
-        px = None if ttl is None else max(1, int(ttl * 1000))
+        px = _milliseconds(ttl)
         return bool(await self._call(lambda redis: redis.set(key, value, px=px, nx=True)))
 
     async def delete(self, key: str) -> None:
@@ -102,9 +93,8 @@ class RedisBackend(BaseBackend):
 
     async def delete_startswith(self, prefix: str) -> None:
         async def scan_and_delete(redis: Redis) -> None:
-            pattern = _escape_glob(prefix) + "*"
             batch: list[bytes] = []
-            async for key in redis.scan_iter(match=pattern, count=500):
+            async for key in redis.scan_iter(match=_escape_glob(prefix) + "*", count=500):
                 batch.append(key)
                 if len(batch) >= 500:
                     await redis.unlink(*batch)
@@ -115,75 +105,30 @@ class RedisBackend(BaseBackend):
         await self._call(scan_and_delete)
 
     async def incr(self, key: str, ttl: float | None = None) -> int:
-        if ttl is None:
-            return int(await self._call(lambda redis: redis.incr(key)))
-
-        async def increment_with_expiry(redis: Redis) -> int:
+        async def increment(redis: Redis) -> int:
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
-                pipe.pexpire(key, max(1, int(ttl * 1000)), nx=True)
-                count, _ = await pipe.execute()
+                if ttl is not None:
+                    pipe.pexpire(key, max(1, int(ttl * 1000)), nx=True)
+                count, *_ = await pipe.execute()
             return int(count)
 
-        return await self._call(increment_with_expiry)
+        return await self._call(increment)
 
-    async def get_versioned(
-        self, version_key: str, hold_key: str, head: str, tail: str
-    ) -> VersionedRead:
+    async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         # The entry's key depends on the version, so both are read server-side in one trip.
-        async def read(redis: Redis) -> list[Any]:
-            return cast(
-                "list[Any]",
-                await redis.eval(_VERSIONED_GET, 2, version_key, hold_key, head, tail),
-            )
-
-        version, hold_milliseconds, value, milliseconds_left = await self._call(read)
-        return VersionedRead(
-            int(version),
-            held=hold_milliseconds != _NO_SUCH_KEY,
-            value=value,
-            expires_in=_seconds(milliseconds_left),
-            held_for=_seconds(hold_milliseconds),
+        version, held, value = await self._call(
+            lambda redis: cast("Awaitable[list[Any]]", redis.eval(_GET_VERSIONED, 0, head, tail))
         )
+        return VersionedRead(int(version), bool(held), value)
 
-    broadcasts = True
-
-    async def publish(self, channel: str, message: bytes) -> None:
-        await self._call(lambda redis: redis.publish(channel, message))
-
-    async def listen(self, channel: str) -> AsyncIterator[bytes | None]:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        loop = asyncio.get_running_loop()
-        try:
-            await pubsub.subscribe(channel)
-            yield None
-            next_ping = loop.time() + LISTEN_POLL_SECONDS
-            pinged_at: float | None = None
-            while True:
-                now = loop.time()
-                if pinged_at is None and now >= next_ping:
-                    await pubsub.ping()
-                    pinged_at = now
-                wait = next_ping - now if pinged_at is None else pinged_at + ANSWER_SECONDS - now
-                message = await pubsub.get_message(timeout=max(wait, 0.01))
-                if message is None:
-                    # Only after reading: a loop that did not run for a while (a worker between
-                    # tasks) finds the answer waiting in the socket.
-                    if pinged_at is not None and loop.time() - pinged_at > ANSWER_SECONDS:
-                        raise TimeoutError(f"no answer to a PING within {ANSWER_SECONDS} s")
-                    continue
-                if message["type"] == "pong":
-                    pinged_at, next_ping = None, loop.time() + LISTEN_POLL_SECONDS
-                    yield None  # alive: nothing published before the PING was missed
-                else:
-                    yield message["data"]
-        except (RedisError, OSError, TimeoutError) as error:
-            raise CacheUnavailableError(f"lost the subscription to {channel}: {error}") from error
-        finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    async def ping(self) -> bool:
-        return bool(await self._call(lambda redis: redis.ping()))
+    async def remove(
+        self, namespaces: Sequence[str], entries: Sequence[tuple[str, str]], hold: float
+    ) -> None:
+        flat = [part for entry in entries for part in entry]
+        arguments: list[str | int] = [max(1, int(hold * 1000)), len(namespaces), *namespaces]
+        arguments += flat
+        await self._call(lambda redis: redis.eval(_REMOVE, 0, *arguments))
 
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
@@ -195,22 +140,28 @@ class RedisBackend(BaseBackend):
         self._clients.clear()
 
 
-# The same layout as base.versioned_key, computed where the version is known.
-_VERSIONED_GET = """
-local version = redis.call('GET', KEYS[1]) or '0'
-local hold_milliseconds = redis.call('PTTL', KEYS[2])
-local key = ARGV[1] .. ':v' .. version .. ':' .. ARGV[2]
-local value = redis.call('GET', key)
-local milliseconds_left = -1
-if value then milliseconds_left = redis.call('PTTL', key) end
-return {version, hold_milliseconds, value, milliseconds_left}
+# The key layout of base.versioned_key and base.BaseBackend.remove, computed where the version
+# is known. EVAL caches the compiled script on the server by its digest.
+_GET_VERSIONED = """
+local version = redis.call('GET', ARGV[1] .. ':version') or '0'
+local held = redis.call('EXISTS', ARGV[1] .. ':hold')
+return {version, held, redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])}
 """
-# What PTTL answers for a key that does not exist (-1: it exists without expiry).
-_NO_SUCH_KEY = -2
+_REMOVE = """
+local hold, namespaces = ARGV[1], tonumber(ARGV[2])
+for i = 3, 2 + namespaces do
+  redis.call('INCR', ARGV[i] .. ':version')
+  redis.call('SET', ARGV[i] .. ':hold', '1', 'PX', hold)
+end
+for i = 3 + namespaces, #ARGV, 2 do
+  local version = redis.call('GET', ARGV[i] .. ':version') or '0'
+  redis.call('SET', ARGV[i] .. ':v' .. version .. ':' .. ARGV[i + 1], '', 'PX', hold)
+end
+"""
 
 
-def _seconds(milliseconds: int) -> float | None:
-    return milliseconds / 1000 if milliseconds >= 0 else None
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else max(1, int(seconds * 1000))
 
 
 def _escape_glob(text: str) -> str:
