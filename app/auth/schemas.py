@@ -2,20 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
+
+from core.helpers.validators import EncodableText, encodable_text
 
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: Annotated[EmailStr, AfterValidator(str.lower)]
-    password: str = Field(min_length=1, max_length=128)
+    email: Annotated[EmailStr, BeforeValidator(encodable_text), AfterValidator(str.lower)]
+    password: EncodableText = Field(min_length=1, max_length=128)
 
 
 class RefreshRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: EncodableText = Field(min_length=1, max_length=4096)
 
 
 class TokenPair(BaseModel):

@@ -4,10 +4,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from core.helpers.validators import no_control_characters
+from core.helpers.validators import PlainText
 
 RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
-Description = Annotated[str, AfterValidator(no_control_characters), Field(max_length=255)]
+Description = Annotated[PlainText, Field(max_length=255)]
 PermissionCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$", max_length=64)]
 
 

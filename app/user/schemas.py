@@ -3,18 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
-from core.helpers.validators import no_control_characters
+from core.helpers.validators import EncodableText, PlainText, encodable_text
 
-Email = Annotated[EmailStr, AfterValidator(str.lower)]
-Password = Annotated[str, Field(min_length=8, max_length=128)]
-Nickname = Annotated[
-    str,
-    AfterValidator(no_control_characters),
-    AfterValidator(str.strip),
-    Field(min_length=1, max_length=64),
-]
+Email = Annotated[EmailStr, BeforeValidator(encodable_text), AfterValidator(str.lower)]
+Password = Annotated[EncodableText, Field(min_length=8, max_length=128)]
+Nickname = Annotated[PlainText, AfterValidator(str.strip), Field(min_length=1, max_length=64)]
 
 
 class UserCreate(BaseModel):
@@ -32,7 +27,7 @@ class UserUpdate(BaseModel):
 
     nickname: Nickname | None = None
     password: Password | None = None
-    current_password: str | None = Field(default=None, max_length=128)
+    current_password: EncodableText | None = Field(default=None, max_length=128)
 
 
 class UserRead(BaseModel):

@@ -7,10 +7,10 @@ from collections import Counter
 
 import bcrypt
 import pytest
-from httpx import AsyncClient
+from httpx import AsyncClient, Response
 
 from core.security.auth_state import forget_auth_state
-from tests.helpers import PASSWORD, login, registration, signed_up
+from tests.helpers import PASSWORD, login, registration, signed_up, unique_email
 from tests.servers import ServerStack
 
 
@@ -64,12 +64,127 @@ async def test_an_overflowing_cursor_is_a_400(client: AsyncClient, stack: Server
     assert response.json()["error_code"] == "USER__INVALID_CURSOR"
 
 
-@pytest.mark.parametrize("nickname", ["nul\u0000byte", "bell\u0007"])
-async def test_control_characters_are_a_422(client: AsyncClient, nickname: str) -> None:
-    response = await client.post("/api/v1/users", json=registration(nickname=nickname))
+async def post_raw_json(client: AsyncClient, path: str, body: str) -> Response:
+    """POST `body` as written: JSON escapes such as a lone "\\ud800" reach the server as sent."""
+    return await client.post(
+        path, content=body.encode(), headers={"content-type": "application/json"}
+    )
+
+
+def user_rows(stack: ServerStack, email: str) -> str:
+    return stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'")
+
+
+# As JSON text, escaped: how a client sends them.
+REFUSED_IN_TEXT = {
+    "nul": "\\u0000",
+    "bell": "\\u0007",
+    "newline": "\\n",
+    "delete": "\\u007f",
+    "c1-next-line": "\\u0085",
+    "c1-csi": "\\u009b",
+    "line-separator": "\\u2028",
+    "right-to-left-override": "\\u202e",
+    "left-to-right-embedding": "\\u202a",
+    "first-strong-isolate": "\\u2068",
+    "pop-directional-isolate": "\\u2069",
+    "lone-high-surrogate": "\\ud800",
+    "lone-low-surrogate": "\\udc00",
+}
+
+
+@pytest.mark.parametrize("character", REFUSED_IN_TEXT.values(), ids=REFUSED_IN_TEXT.keys())
+async def test_a_nickname_that_cannot_be_stored_or_shown_faithfully_is_a_422(
+    client: AsyncClient, stack: ServerStack, character: str
+) -> None:
+    email = unique_email()
+    body = f'{{"email": "{email}", "password": "{PASSWORD}", "nickname": "nick{character}name"}}'
+
+    response = await post_raw_json(client, "/api/v1/users", body)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["error_code"] == "VALIDATION_ERROR"
+    assert [error["loc"] for error in problem["errors"]] == [["body", "nickname"]]
+    assert user_rows(stack, email) == "0"
+
+
+async def test_a_nickname_change_to_a_lone_surrogate_is_a_422_and_changes_nothing(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+
+    patched = await client.patch(
+        f"/api/v1/users/{account.id}",
+        content=b'{"nickname": "nick\\ud800name"}',
+        headers={**account.headers, "content-type": "application/json"},
+    )
+
+    assert patched.status_code == 422, patched.text
+    assert patched.json()["errors"][0]["loc"] == ["body", "nickname"]
+    assert stack.primary.psql(f"SELECT nickname FROM users WHERE id = {account.id}") == "Ann"
+
+
+@pytest.mark.parametrize("field", ["email", "password"])
+async def test_a_lone_surrogate_in_an_email_or_password_is_a_422(
+    client: AsyncClient, stack: ServerStack, field: str
+) -> None:
+    email = unique_email()
+    fields = {"email": email, "password": PASSWORD, "nickname": "Ann"}
+    fields[field] = fields[field].replace("e", "e\\ud800", 1)
+    body = "{" + ", ".join(f'"{name}": "{value}"' for name, value in fields.items()) + "}"
+
+    response = await post_raw_json(client, "/api/v1/users", body)
+
+    assert response.status_code == 422, response.text
+    assert [error["loc"] for error in response.json()["errors"]] == [["body", field]]
+    assert user_rows(stack, email) == "0"
+
+
+async def test_a_lone_surrogate_in_a_login_password_is_a_422(client: AsyncClient) -> None:
+    account = await signed_up(client)
+    body = f'{{"email": "{account.email}", "password": "correct\\udfffhorse"}}'
+
+    response = await post_raw_json(client, "/api/v1/auth/login", body)
 
     assert response.status_code == 422
-    assert response.json()["errors"][0]["loc"] == ["body", "nickname"]
+    assert response.json()["errors"][0]["loc"] == ["body", "password"]
+
+
+async def test_passwords_may_hold_any_printable_text(client: AsyncClient) -> None:
+    password = "\u202e p\u00e4ss \U0001f511 w\u00f6rd \u05d0"
+    created = await client.post("/api/v1/users", json=registration(password=password))
+
+    assert created.status_code == 201, created.text
+    assert (await login(client, created.json()["email"], password)).status_code == 200
+
+
+async def test_right_to_left_names_keep_their_direction_marks(client: AsyncClient) -> None:
+    # Hebrew followed by digits needs a right-to-left mark to display in the intended order.
+    nickname = "\u05d3\u05e0\u05d4\u200f 2"
+
+    response = await client.post("/api/v1/users", json=registration(nickname=nickname))
+
+    assert response.status_code == 201, response.text
+    assert response.json()["nickname"] == nickname
+
+
+async def test_a_role_description_with_a_bidi_override_is_a_422(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    name = f"bidi-{admin.id}"
+
+    response = await client.post(
+        "/api/v1/roles",
+        json={"name": name, "description": "reads \u202eselbat lla"},
+        headers=admin.headers,
+    )
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "description"]
+    assert stack.primary.psql(f"SELECT count(*) FROM roles WHERE name = '{name}'") == "0"
 
 
 async def test_concurrent_role_assignments_take_turns(
