@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,12 @@ from core.exceptions import UnauthorizedException
 
 TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ["sub", "type", "jti", "iat", "exp", "sid", "ver"]
+# The ranges of the columns claims are compared with: BIGINT ids, INTEGER token versions.
+MAX_ID = 2**63 - 1
+MAX_TOKEN_VERSION = 2**31 - 1
+# ASCII digits only: int() also accepts "+1", " 1", "1_0" and other scripts' digits.
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")
+_TOKEN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class InvalidTokenException(UnauthorizedException):
@@ -106,14 +113,28 @@ def _verify(token: str, signing: tuple[str, str], expected_type: TokenType) -> T
     if payload["type"] != expected_type:
         article = "An" if expected_type == "access" else "A"
         raise InvalidTokenException(f"{article} {expected_type} token is required here.")
-    try:
-        return TokenClaims(
-            user_id=int(payload["sub"]),
-            type=expected_type,
-            jti=str(payload["jti"]),
-            session_id=str(payload["sid"]),
-            token_version=int(payload["ver"]),
-            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+    # A correct signature proves who issued the token, not that its claims fit the columns
+    # they are looked up in: a value that does not fit is an invalid token, not a failed query.
+    subject, version = payload["sub"], payload["ver"]
+    jti, session_id = payload["jti"], payload["sid"]
+    if (
+        not (isinstance(subject, str) and _USER_ID.fullmatch(subject) and int(subject) <= MAX_ID)
+        or type(version) is not int
+        or not 0 <= version <= MAX_TOKEN_VERSION
+        or not all(
+            isinstance(value, str) and _TOKEN_ID.fullmatch(value) for value in (jti, session_id)
         )
-    except (TypeError, ValueError) as error:
+    ):
+        raise InvalidTokenException()
+    try:
+        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as error:
         raise InvalidTokenException() from error
+    return TokenClaims(
+        user_id=int(subject),
+        type=expected_type,
+        jti=jti,
+        session_id=session_id,
+        token_version=version,
+        expires_at=expires_at,
+    )

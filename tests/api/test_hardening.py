@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import bcrypt
+import jwt
 import pytest
 from httpx import AsyncClient, Response
 
+from core.config import config
 from core.security.auth_state import forget_auth_state
 from tests.helpers import PASSWORD, login, registration, signed_up, unique_email
 from tests.servers import ServerStack
@@ -185,6 +188,48 @@ async def test_a_role_description_with_a_bidi_override_is_a_422(
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", "description"]
     assert stack.primary.psql(f"SELECT count(*) FROM roles WHERE name = '{name}'") == "0"
+
+
+def signed_token(**claims: object) -> str:
+    now = datetime.now(UTC)
+    payload = {
+        "sub": "1",
+        "type": "access",
+        "jti": "j",
+        "sid": "s",
+        "ver": 0,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+        **claims,
+    }
+    return jwt.encode(payload, config.JWT_SECRET_KEY, algorithm=config.JWT_ALGORITHM)
+
+
+ODD_CLAIMS: dict[str, dict[str, object]] = {
+    "subject-beyond-64-bits": {"sub": str(2**64)},
+    "subject-beyond-bigint": {"sub": str(2**63)},
+    "subject-zero": {"sub": "0"},
+    "subject-negative": {"sub": "-1"},
+    "subject-with-underscore": {"sub": "1_0"},
+    "subject-with-plus": {"sub": "+1"},
+    "subject-in-arabic-digits": {"sub": "\u0661"},
+    "version-beyond-integer": {"ver": 2**31},
+    "version-not-a-number": {"ver": "0"},
+    "expiry-beyond-any-calendar": {"exp": 10**20},
+}
+
+
+@pytest.mark.parametrize("claims", ODD_CLAIMS.values(), ids=ODD_CLAIMS.keys())
+async def test_a_signed_token_with_claims_out_of_range_is_an_invalid_token(
+    client: AsyncClient, claims: dict[str, object]
+) -> None:
+    token = signed_token(**claims)
+
+    response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 401, response.text
+    assert response.json()["error_code"] == "INVALID_TOKEN"
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
 async def test_concurrent_role_assignments_take_turns(
