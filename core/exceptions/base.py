@@ -94,3 +94,10 @@ class ServiceUnavailableException(CustomException):
 class DatabaseUnavailableException(ServiceUnavailableException):
     error_code = "DATABASE_UNAVAILABLE"
     detail = "The database is unavailable; retry later."
+
+
+class DatabaseNotMigratedException(CustomException):
+    # A 500: retrying cannot help until an operator migrates; the log says how.
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+    error_code = "DATABASE_NOT_MIGRATED"
+    detail = "The service is not set up completely; it has been logged."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
@@ -13,13 +15,18 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from core.exceptions.base import CustomException, DatabaseUnavailableException
+from core.exceptions.base import (
+    CustomException,
+    DatabaseNotMigratedException,
+    DatabaseUnavailableException,
+)
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-# Errors that mean "the database cannot be reached right now", not "the query is wrong".
+# The error types that may mean "the database cannot be reached now"; is_database_unavailable
+# decides, since SQLite reports a missing table as an OperationalError too.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -27,7 +34,16 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.DisconnectionError,
     ConnectionError,
     TimeoutError,
+    socket.gaierror,
 )
+
+# PostgreSQL's codes for a schema older than the code: undefined table, undefined column.
+_NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
+# SQLite says the same in words only.
+_NOT_MIGRATED_SQLITE_MESSAGES = ("no such table", "no such column", "has no column named")
+# SQLSTATE classes of a server that is gone or refusing work: connection exception (08),
+# insufficient resources (53, too many connections), operator intervention (57P, shutdown).
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
 
 
 class ProblemResponse(Response):
@@ -106,16 +122,56 @@ async def _http(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-    return await _custom(request, DatabaseUnavailableException())
+def _sqlstate(error: sa_exc.DBAPIError) -> str:
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code if isinstance(code, str) else ""
 
 
-async def _unhandled(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
-        # Raised outside the routes (in middleware), where the specific handler cannot see it.
-        return await _database_unavailable(request, exc)
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+def is_schema_not_migrated(error: BaseException) -> bool:
+    """True when `error` says a table or column the code uses does not exist."""
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    if isinstance(error.orig, sqlite3.Error):
+        message = str(error.orig)
+        return any(phrase in message for phrase in _NOT_MIGRATED_SQLITE_MESSAGES)
+    return _sqlstate(error) in _NOT_MIGRATED_SQLSTATES
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database cannot be reached now: a retry may succeed."""
+    if isinstance(error, sa_exc.DBAPIError):
+        # A connection that died under a statement or a commit is invalidated, whatever class
+        # the driver gave the error (asyncpg's ConnectionDoesNotExistError is a plain one).
+        return not is_schema_not_migrated(error) and (
+            error.connection_invalidated
+            or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+        )
+    return isinstance(error, DATABASE_UNAVAILABLE_ERRORS)
+
+
+def database_problem(error: Exception) -> CustomException | None:
+    """What a database error means to a client (logged here), or None for any other error."""
+    if isinstance(error, sa_exc.DBAPIError) and is_schema_not_migrated(error):
+        logger.error(
+            "the database schema is not migrated (run `make migrate`): %s: %s",
+            type(error.orig).__name__,
+            error.orig,
+        )
+        return DatabaseNotMigratedException()
+    if is_database_unavailable(error):
+        # The driver's error, not SQLAlchemy's: that one carries the SQL and its parameters.
+        cause = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+        logger.warning("database unavailable: %s: %s", type(cause).__name__, cause)
+        return DatabaseUnavailableException()
+    return None
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    problem = database_problem(exc)
+    if problem is not None:
+        return problem_from(problem)
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         HTTPStatus.INTERNAL_SERVER_ERROR,
         "INTERNAL_SERVER_ERROR",
@@ -127,6 +183,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CustomException, _custom)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    for error in DATABASE_UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error, _database_unavailable)
-    app.add_exception_handler(Exception, _unhandled)
+    database_errors: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *DATABASE_UNAVAILABLE_ERRORS)
+    for error in database_errors:
+        app.add_exception_handler(error, _server_error)
+    app.add_exception_handler(Exception, _server_error)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
 import jwt
 import pytest
-from httpx import AsyncClient, Response
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy import text
 
 from core.config import config
+from core.db import Transactional, session
 from core.security.auth_state import forget_auth_state
 from tests.helpers import PASSWORD, login, registration, signed_up, unique_email
 from tests.servers import ServerStack
@@ -302,3 +307,94 @@ async def test_login_still_works_with_the_password_after_a_hash_upgrade(
     assert stack.primary.psql(
         f"SELECT password_hash LIKE '$argon2id$%' FROM users WHERE id = {account.id}"
     ) == ("t")
+
+
+SCHEMA_DRIFTS = {
+    "missing-table": (
+        "ALTER TABLE users RENAME TO users_gone",
+        "ALTER TABLE users_gone RENAME TO users",
+    ),
+    "missing-column": (
+        "ALTER TABLE users RENAME COLUMN nickname TO nickname_gone",
+        "ALTER TABLE users RENAME COLUMN nickname_gone TO nickname",
+    ),
+}
+
+
+@pytest.mark.parametrize("drift", SCHEMA_DRIFTS.values(), ids=SCHEMA_DRIFTS.keys())
+async def test_a_schema_behind_the_code_is_a_500_that_says_not_migrated(
+    client: AsyncClient,
+    stack: ServerStack,
+    caplog: pytest.LogCaptureFixture,
+    drift: tuple[str, str],
+) -> None:
+    break_schema, repair_schema = drift
+    caplog.set_level(logging.ERROR)
+    stack.primary.psql(break_schema)
+    try:
+        response = await client.post("/api/v1/users", json=registration())
+    finally:
+        stack.primary.psql(repair_schema)
+        stack.wait_for_replica()
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["error_code"] == "DATABASE_NOT_MIGRATED"
+    for internal in ("users", "nickname", "relation", "column", "SELECT", "INSERT"):
+        assert internal not in response.text
+    assert "x-request-id" in response.headers
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "not migrated" in r.getMessage() and "make migrate" in r.getMessage() for r in logged
+    )
+
+
+@pytest.fixture
+async def app_with_a_slow_write(
+    stack: ServerStack,
+) -> AsyncIterator[tuple[AsyncClient, asyncio.Event, asyncio.Event, list[int]]]:
+    """An app with one more route: a write that waits, its transaction open, until released."""
+    from app.server import create_app
+
+    app: FastAPI = create_app()
+    written, release = asyncio.Event(), asyncio.Event()
+    backend_pids: list[int] = []
+
+    @Transactional()
+    async def rename(user_id: int) -> None:
+        backend_pids.append(int(await session.scalar(text("SELECT pg_backend_pid()")) or 0))
+        await session.execute(
+            text("UPDATE users SET nickname = 'renamed' WHERE id = :id"), {"id": user_id}
+        )
+        written.set()
+        await release.wait()
+
+    async def slow_write(user_id: int) -> None:
+        await rename(user_id)
+
+    app.add_api_route("/test-only/slow-write/{user_id}", slow_write, methods=["POST"])
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        yield http, written, release, backend_pids
+
+
+async def test_a_connection_lost_before_the_commit_is_a_503_and_nothing_is_written(
+    client: AsyncClient,
+    stack: ServerStack,
+    app_with_a_slow_write: tuple[AsyncClient, asyncio.Event, asyncio.Event, list[int]],
+) -> None:
+    slow_client, written, release, backend_pids = app_with_a_slow_write
+    account = await signed_up(client)
+
+    request = asyncio.create_task(slow_client.post(f"/test-only/slow-write/{account.id}"))
+    await asyncio.wait_for(written.wait(), 15)
+    # What a primary that stops or fails over does to the connections it had.
+    stack.primary.psql(f"SELECT pg_terminate_backend({backend_pids[0]})")
+    release.set()
+    response = await asyncio.wait_for(request, 15)
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+    assert stack.primary.psql(f"SELECT nickname FROM users WHERE id = {account.id}") == "Ann"
+    # The pool let the dead connection go: the next write works.
+    assert (await client.post("/api/v1/users", json=registration())).status_code == 201
