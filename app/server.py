@@ -13,7 +13,7 @@ from api import include_routers
 from app.auth import load_auth_state
 from core.config import config
 from core.db import databases
-from core.exceptions.handlers import install_exception_handlers
+from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception_handlers
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     RequestContextMiddleware,
@@ -39,15 +39,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _middleware() -> list[Middleware]:
-    # Outermost first. Authentication runs inside the session scope: it routes the session.
+    # Outermost first. Errors are answered inside the layers whose headers every response
+    # needs. Authentication runs inside the session scope: it routes the session.
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
+        Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
     ]
     if config.CORS_ORIGINS:
-        # Before authentication, so preflight requests are answered without a token.
+        # Before authentication, so preflight requests are answered without a token; around
+        # the error responses, so a browser lets the page read them.
         middleware.insert(
             2,
             Middleware(

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.exceptions.base import (
     CustomException,
@@ -179,6 +180,42 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+class UnhandledErrorMiddleware:
+    """Answers an error that nothing else handled with a problem document, from inside the
+    application's middleware, so the response still carries the request id and the security
+    headers.
+
+    Starlette's ServerErrorMiddleware does the same as the outermost layer, where its response
+    passes through none of the middleware the application adds. Place this one right inside
+    the middleware whose headers every response needs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as error:
+            if started:
+                # Too late for another response: the server ends the connection.
+                raise
+            response = await _server_error(Request(scope), error)
+            # Answered and logged: raising on would log it twice more (Starlette and server).
+            await response(scope, receive, send)
+
+
 def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CustomException, _custom)
     app.add_exception_handler(RequestValidationError, _validation)
@@ -186,4 +223,5 @@ def install_exception_handlers(app: FastAPI) -> None:
     database_errors: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *DATABASE_UNAVAILABLE_ERRORS)
     for error in database_errors:
         app.add_exception_handler(error, _server_error)
+    # For what escapes even UnhandledErrorMiddleware (an error in the middleware around it).
     app.add_exception_handler(Exception, _server_error)

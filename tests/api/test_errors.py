@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import text
+
+from core.db import session
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "error_code"}
 
@@ -61,27 +64,47 @@ async def test_validation_error_lists_each_problem(client: AsyncClient) -> None:
 
 @pytest.fixture
 async def failing_client() -> AsyncIterator[AsyncClient]:
+    """The app with routes that fail the way bugs do: an exception, a query the database refuses."""
     from app.server import create_app
 
     app: FastAPI = create_app()
     secret = "postgresql://admin:hunter2@db/secret"
 
-    @app.get("/test-only/explode")
     async def explode() -> None:
         raise RuntimeError(f"cannot connect to {secret}")
 
+    async def bad_query() -> None:
+        await session.execute(text("SELECT 1 / 0 AS hunter2"))
+
+    app.add_api_route("/test-only/explode", explode)
+    app.add_api_route("/test-only/bad-query", bad_query)
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
 
 
-async def test_unhandled_error_is_a_500_that_leaks_nothing(failing_client: AsyncClient) -> None:
-    response = await failing_client.get("/test-only/explode")
+@pytest.mark.parametrize("path", ["/test-only/explode", "/test-only/bad-query"])
+async def test_unhandled_error_is_a_500_that_leaks_nothing(
+    failing_client: AsyncClient, path: str
+) -> None:
+    response = await failing_client.get(path, headers={"X-Request-ID": "req-500-check"})
 
     assert response.status_code == 500
     body = response.json()
     assert_problem(500, body, response.headers["content-type"])
     assert body["error_code"] == "INTERNAL_SERVER_ERROR"
-    assert "hunter2" not in response.text
-    assert "Traceback" not in response.text
-    assert "RuntimeError" not in response.text
+    for leak in ("hunter2", "Traceback", "RuntimeError", "SELECT", "division"):
+        assert leak not in response.text
+
+
+@pytest.mark.parametrize("path", ["/test-only/explode", "/test-only/bad-query"])
+async def test_a_500_carries_the_request_id_and_the_security_headers(
+    failing_client: AsyncClient, path: str
+) -> None:
+    response = await failing_client.get(path, headers={"X-Request-ID": "req-500-check"})
+
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-500-check"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"

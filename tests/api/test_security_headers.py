@@ -28,7 +28,13 @@ async def configured_client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[As
     load_config()
     try:
         app = create_app()
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+
+        async def explode() -> None:
+            raise RuntimeError("a bug")
+
+        app.add_api_route("/test-only/explode", explode)
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
             yield http
     finally:
         monkeypatch.undo()
@@ -48,6 +54,17 @@ async def test_hsts_and_cors_follow_the_settings(configured_client: AsyncClient)
     assert response.headers["access-control-allow-credentials"] == "true"
     assert preflight.status_code == 200
     assert "access-control-allow-origin" not in stranger.headers
+
+
+async def test_a_500_carries_hsts_and_cors_too(configured_client: AsyncClient) -> None:
+    # Without CORS headers a browser hides the error document from the page that asked.
+    response = await configured_client.get(
+        "/test-only/explode", headers={"Origin": "https://app.example"}
+    )
+
+    assert response.status_code == 500
+    assert response.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    assert response.headers["access-control-allow-origin"] == "https://app.example"
 
 
 def test_a_wildcard_origin_never_comes_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
