@@ -4,11 +4,44 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 import uvicorn
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
 
-from core.config import ENVS, ConfigError, load_config
+from core.config import ENVS, ConfigError, Settings, load_config
+
+# alembic.ini and migrations/ are found beside this file, wherever the server is started from.
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+def migrate_embedded_database(settings: Settings) -> None:
+    """Bring a local SQLite database to the newest revision, so a fresh clone serves at once.
+
+    PostgreSQL databases are shared and migrated on purpose (`make migrate`, compose's migrate
+    service), never as a side effect of starting one server.
+    """
+    url = make_url(settings.writer_db_url)
+    if settings.ENV != "local" or url.get_backend_name() != "sqlite":
+        return
+    if url.database in (None, "", ":memory:"):
+        # It would live and die in this process; the server's process gets its own.
+        return
+    alembic_config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    # ConfigParser reads "%" as interpolation.
+    alembic_config.set_main_option("sqlalchemy.url", settings.writer_db_url.replace("%", "%%"))
+    # The server configures logging itself; alembic's file config would replace it.
+    alembic_config.attributes["configure_logger"] = False
+    click.echo(f"migrating {url.database} to the newest revision", err=True)
+    try:
+        command.upgrade(alembic_config, "head")
+    except CommandError as error:
+        click.echo(f"error: cannot migrate {url.database}: {error}", err=True)
+        sys.exit(1)
 
 
 @click.command()
@@ -51,6 +84,8 @@ def main(
     if reload and (settings.ENV == "prod" or workers > 1):
         click.echo("error: --reload runs one process and is not for prod", err=True)
         sys.exit(2)
+    # Before serving: the first request finds its tables.
+    migrate_embedded_database(settings)
     uvicorn.run(
         "app.server:create_app",
         factory=True,
