@@ -1,11 +1,10 @@
 """What a valid token still needs checked per request: the user's auth state, a cached read.
 
 The state is loaded by the application's query (`use_auth_state_loader`), on the writer, and
-cached like any other read. Every commit that changes it removes it, and so does every commit
-of a request the user made: the removal holds the entry for READ_YOUR_WRITES_SECONDS, and while
-it is held each request of that user loads the state from the writer again, which also sends
-the rest of the request's reads there. That is read-your-writes, across processes, with nothing
-more than the cache's own hold.
+cached like any other read. Every commit that changes it removes it. Every commit made for the
+user holds it (Cache.hold) for READ_YOUR_WRITES_SECONDS: while it is held, each of their
+requests reads from the writer. That is read-your-writes across processes, with nothing more
+than the cache's own hold rule.
 """
 
 from __future__ import annotations

@@ -58,9 +58,9 @@ async def test_while_redis_is_down_reads_answer_and_changes_are_saved_but_answer
     client: AsyncClient, stack: ServerStack
 ) -> None:
     admin = await signed_up(client, stack, admin=True)
+    user = await signed_up(client)
     stack.redis.stop()
     try:
-        user = await signed_up(client)
         answered = [
             ("GET", "/health", None, None),
             ("GET", "/api/v1/users/me", user, None),

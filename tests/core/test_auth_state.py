@@ -8,7 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from core.fastapi.middlewares import authenticate
-from core.security.auth_state import AuthState, forget_auth_state, use_auth_state_loader
+from core.security.auth_state import (
+    AuthState,
+    forget_auth_state,
+    hold_auth_state,
+    use_auth_state_loader,
+)
 from core.security.tokens import encode_token, new_token_id
 
 LOAD_SECONDS = 0.05
@@ -64,3 +69,14 @@ async def test_a_request_after_a_change_does_not_join_a_load_begun_before_it(
     await before
 
     assert loads.user_ids == [8, 8]
+
+
+async def test_after_a_write_the_user_reads_from_the_writer_without_reloading(
+    loads: CountingLoads,
+) -> None:
+    await authenticate(bearer(9))
+    assert (await authenticate(bearer(9)))[1] is False  # cached: reads may use the replica
+    await hold_auth_state(9)  # a commit made for user 9
+    user, read_on_writer = await authenticate(bearer(9))
+    assert (user.id, read_on_writer) == (9, True)
+    assert loads.user_ids == [9]  # the state itself did not change: no new load

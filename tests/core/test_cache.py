@@ -262,6 +262,25 @@ async def call(function: Callable[[object], Awaitable[int]]) -> int:
     return await function(object())
 
 
+async def test_a_held_entry_is_served_flagged_and_nothing_new_is_stored(
+    cache: CacheManager,
+) -> None:
+    calls = Calls()
+
+    @cache.cached(prefix="hold", ttl=60)
+    async def value(n: int) -> int:
+        calls(n)
+        return n
+
+    assert await cache.fetch(value, 1) == (1, False, False)
+    await cache.hold(value, 1)
+    await cache.hold(value, 2)
+    assert await cache.fetch(value, 1) == (1, True, True)  # still right, and served
+    assert await cache.fetch(value, 2) == (2, False, True)
+    assert await cache.fetch(value, 2) == (2, False, True)  # computed again: not stored
+    assert calls.seen == [1, 2, 2]
+
+
 def test_arguments_that_cannot_be_keys_are_refused_clearly() -> None:
     cache = CacheManager()
 
@@ -349,16 +368,19 @@ async def test_a_read_that_started_before_a_removal_never_stores_its_result(
     assert await read() == 2
 
 
+Entries = Sequence[tuple[str, str]]
+
+
 class CountingBackend(InMemoryBackend):
     def __init__(self) -> None:
         super().__init__()
-        self.removals: list[tuple[list[str], list[tuple[str, str]]]] = []
+        self.changes: list[tuple[list[str], int, int]] = []
 
-    async def remove(
-        self, namespaces: Sequence[str], entries: Sequence[tuple[str, str]], hold: float
+    async def change(
+        self, namespaces: Sequence[str], removed: Entries, held: Entries, seconds: float
     ) -> None:
-        self.removals.append((list(namespaces), list(entries)))
-        await super().remove(namespaces, entries, hold)
+        self.changes.append((list(namespaces), len(removed), len(held)))
+        await super().change(namespaces, removed, held, seconds)
 
 
 async def test_every_removal_of_a_commit_goes_to_the_backend_in_one_call() -> None:
@@ -374,22 +396,20 @@ async def test_every_removal_of_a_commit_goes_to_the_backend_in_one_call() -> No
     async def change() -> None:
         await cache.remove(one, 1)
         await cache.remove(one, 2)
+        await cache.hold(one, 3)
         await cache.remove_by_tag(CacheTag.GET_USER_LIST)
         await cache.remove_by_prefix("other")
-        assert backend.removals == []  # nothing before the commit
+        assert backend.changes == []  # nothing before the commit
 
     async with session_scope():
         await change()
 
-    assert len(backend.removals) == 1
-    namespaces, entries = backend.removals[0]
-    assert namespaces == ["cache:get_user_list", "cache:other"]
-    assert len(entries) == 2
+    assert backend.changes == [(["cache:get_user_list", "cache:other"], 2, 1)]
 
 
 class Unreachable(InMemoryBackend):
-    async def remove(
-        self, namespaces: Sequence[str], entries: Sequence[tuple[str, str]], hold: float
+    async def change(
+        self, namespaces: Sequence[str], removed: Entries, held: Entries, seconds: float
     ) -> None:
         raise OSError("connection refused")
 

@@ -106,19 +106,20 @@ async def test_more_callers_than_redis_connections_wait_their_turn(stack: Server
     await backend.close()
 
 
-async def test_remove_orphans_namespaces_and_holds_entries(backend: BaseBackend) -> None:
-    await backend.set(versioned_key("cache:a", 0, "x"), b"1")
-    await backend.set(versioned_key("cache:b", 0, "y"), b"2")
-    await backend.set(versioned_key("cache:b", 0, "z"), b"3")
+async def test_change_orphans_namespaces_removes_and_holds_entries(backend: BaseBackend) -> None:
+    for tail, value in (("x", b"1"), ("y", b"2"), ("z", b"3"), ("w", b"4")):
+        await backend.set(versioned_key("cache:b" if tail != "x" else "cache:a", 0, tail), value)
 
-    await backend.remove(["cache:a"], [("cache:b", "y")], hold=0.2)
+    await backend.change(["cache:a"], [("cache:b", "y")], [("cache:b", "w")], seconds=0.2)
 
     assert await backend.get_versioned("cache:a", "x") == VersionedRead(1, True, None)
-    assert await backend.get_versioned("cache:b", "y") == VersionedRead(0, False, TOMBSTONE)
+    assert await backend.get_versioned("cache:b", "y") == VersionedRead(0, True, TOMBSTONE)
     assert await backend.get_versioned("cache:b", "z") == VersionedRead(0, False, b"3")
+    assert await backend.get_versioned("cache:b", "w") == VersionedRead(0, True, b"4")
     await asyncio.sleep(0.3)
     assert await backend.get_versioned("cache:a", "x") == VersionedRead(1, False, None)
     assert await backend.get_versioned("cache:b", "y") == VersionedRead(0, False, None)
+    assert await backend.get_versioned("cache:b", "w") == VersionedRead(0, False, b"4")
 
 
 class DictBackend(BaseBackend):

@@ -29,15 +29,14 @@ _AUTHENTICATED = AuthCredentials(["authenticated"])
 
 
 async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
-    """The caller, and whether their auth state was just read from the writer (so the rest of
-    the request reads there too)."""
+    """The caller, and whether the rest of their request should read from the writer."""
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise InvalidTokenException("The Authorization header must be 'Bearer <token>'.")
     claims = decode_token(token, "access")
-    state, hit = await fetch_auth_state(claims.user_id)
-    state = state or INACTIVE
+    fetched = await fetch_auth_state(claims.user_id)
+    state = fetched.value or INACTIVE
     if (
         not state.active
         or state.token_version != claims.token_version
@@ -50,7 +49,8 @@ async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
         permissions=state.permissions,
         session_id=claims.session_id,
     )
-    return user, not hit and state.from_writer
+    # Loaded just now, or held after a write of theirs: the rest of the request reads there too.
+    return user, (fetched.held or not fetched.hit) and state.from_writer
 
 
 class AuthenticationMiddleware:

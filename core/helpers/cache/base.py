@@ -23,8 +23,13 @@ def versioned_key(head: str, version: int | bytes | str, tail: str) -> str:
     return f"{head}:v{version}:{tail}"
 
 
+def hold_key(head: str, tail: str) -> str:
+    """What marks one entry of a namespace as held, whatever the namespace's version."""
+    return f"{head}:hold:{tail}"
+
+
 class VersionedRead(NamedTuple):
-    """A namespace's current version, whether it is held, and the entry stored under it."""
+    """A namespace's version, whether the namespace or the entry is held, and the entry."""
 
     version: int
     held: bool
@@ -76,24 +81,33 @@ class BaseBackend(ABC):
         return count
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
-        """The version of namespace `head`, whether it is held, and its entry `tail`."""
-        version, hold = await self.get_many([f"{head}:version", f"{head}:hold"])
+        """The version of namespace `head`, whether it or its entry `tail` is held, and the
+        entry."""
+        version, held, entry_held = await self.get_many(
+            [f"{head}:version", f"{head}:hold", hold_key(head, tail)]
+        )
         number = int(version or 0)
         value = await self.get(versioned_key(head, number, tail))
-        return VersionedRead(number, hold is not None, value)
+        return VersionedRead(number, held is not None or entry_held is not None, value)
 
-    async def remove(
-        self, namespaces: Sequence[str], entries: Sequence[tuple[str, str]], hold: float
+    async def change(
+        self,
+        namespaces: Sequence[str],
+        removed: Sequence[tuple[str, str]],
+        held: Sequence[tuple[str, str]],
+        seconds: float,
     ) -> None:
-        """Orphan every entry of each namespace head and hold it, and hold each (head, tail)
-        entry with a TOMBSTONE, for `hold` seconds. Stores that can do all of it in one round
-        trip override this."""
+        """For `seconds`: orphan and hold each namespace head, replace each removed (head,
+        tail) entry with a TOMBSTONE and hold it, and hold each held entry. Stores that can do
+        it all in one round trip override this."""
         for head in namespaces:
             await self.incr(f"{head}:version")
-            await self.set(f"{head}:hold", b"1", hold)
-        for head, tail in entries:
+            await self.set(f"{head}:hold", b"1", seconds)
+        for head, tail in removed:
             version = int(await self.get(f"{head}:version") or 0)
-            await self.set(versioned_key(head, version, tail), TOMBSTONE, hold)
+            await self.set(versioned_key(head, version, tail), TOMBSTONE, seconds)
+        for head, tail in [*removed, *held]:
+            await self.set(hold_key(head, tail), b"1", seconds)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release this event loop's connections; the backend may be used again afterwards."""

@@ -11,10 +11,13 @@ namespace costs one increment whatever its size, and never scans the keyspace: e
 versions are never read again and expire. Every removal a commit causes goes to the backend in
 one round trip, after the commit.
 
-One hold rule: what a change removed is held for `hold_seconds()`. While held, calls run the
-function and store nothing, so rows read from a lagging replica, or by a read that started
-before the change, never make it back into the cache. A result is stored only where nothing is
-(never over a held entry), and only by a call that took less than the hold.
+One hold rule: what a change touched is held for `hold_seconds()`, and a call that meets a
+hold stores nothing and tells its caller (`Fetched.held`, so the caller can read from the
+writer). A removal also drops what it touched, so held calls run the function: rows read from
+a lagging replica, or by a read that began before the change, never make it back into the
+cache. `hold` alone keeps the value (it is still right; a write came near it). A result is
+stored only where nothing is (never over a removed entry), and only by a call shorter than the
+hold.
 """
 
 from __future__ import annotations
@@ -72,10 +75,12 @@ class ChangeNotPropagatedException(ServiceUnavailableException):
 
 
 class Fetched(NamedTuple, Generic[R]):
-    """A cached call's value, and whether it came from the cache (False: the function ran)."""
+    """A cached call's value, whether it came from the cache (False: the function ran), and
+    whether what it was read from is held (a change came a moment ago)."""
 
     value: R
     hit: bool
+    held: bool
 
 
 @dataclass
@@ -107,8 +112,8 @@ class CachedFunction:
 class Removal:
     head: str
     tail: str | None = None  # None: the whole namespace
-    # Whether the change must fail (503) when this cannot reach the backend.
-    required: bool = True
+    # A hold only keeps the entry: its value is still right, but a change came near it.
+    hold_only: bool = False
 
 
 class CacheManager:
@@ -212,9 +217,9 @@ class CacheManager:
         except CacheUnavailableError as error:
             logger.warning("cache read failed for %s (%s); calling through", spec.namespace, error)
             read = None
-        if read is not None and read.value and not read.held:
+        if read is not None and read.value:
             try:
-                return Fetched(spec.adapter.validate_json(read.value), True)
+                return Fetched(spec.adapter.validate_json(read.value), True, read.held)
             except ValueError:
                 logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
                 read = None
@@ -226,7 +231,7 @@ class CacheManager:
             and time.monotonic() - started < hold_seconds()
         ):
             await self._store(spec, versioned_key(spec.head, read.version, call_key), value)
-        return Fetched(value, False)
+        return Fetched(value, False, read is not None and read.held)
 
     async def _store(self, spec: CachedFunction, key: str, value: Any) -> None:
         try:
@@ -258,11 +263,12 @@ class CacheManager:
     async def hold(
         self, function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> None:
-        """`remove`, as a hint that the value may change: when the backend cannot be reached,
-        it is logged and the change still succeeds."""
+        """Hold the entry of `function(*args, **kwargs)` without removing it: it is still
+        served, with `Fetched.held` set, and nothing computed meanwhile is stored. Best effort:
+        when the backend cannot be reached, the change still succeeds."""
         spec, args = _spec_of(function, args)
         call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
-        await self._remove(Removal(spec.head, call_key, required=False))
+        await self._remove(Removal(spec.head, call_key, hold_only=True))
 
     async def _remove(self, removal: Removal) -> None:
         batch = commit_batch("cache", self._apply)
@@ -272,17 +278,22 @@ class CacheManager:
             batch.append(removal)
 
     async def _apply(self, removals: list[Removal]) -> None:
-        """Carry out removals in one round trip; 503 when that fails (the change is saved, but
-        other processes may go on serving what it replaced)."""
+        """Carry out removals and holds in one round trip; 503 when a removal cannot (the
+        change is saved, but other processes may go on serving what it replaced)."""
         self._generation += 1
-        namespaces = sorted({r.head for r in removals if r.tail is None})
-        entries = sorted({(r.head, r.tail) for r in removals if r.tail is not None})
-        entries = [(head, tail) for head, tail in entries if head not in namespaces]
+        namespaces = {r.head for r in removals if r.tail is None}
+        entries = {(r.head, r.tail, r.hold_only) for r in removals if r.head not in namespaces}
+        removed = sorted(
+            (head, tail) for head, tail, hold_only in entries if tail and not hold_only
+        )
+        held = sorted({(h, t) for h, t, hold_only in entries if t and hold_only} - set(removed))
         try:
-            await bounded(lambda: self.backend.remove(namespaces, entries, hold_seconds()))
+            await bounded(
+                lambda: self.backend.change(sorted(namespaces), removed, held, hold_seconds())
+            )
         except CacheUnavailableError as error:
-            logger.error("could not remove %d cache entries (%s)", len(removals), error)
-            if any(removal.required for removal in removals):
+            logger.error("could not remove or hold %d cache entries (%s)", len(removals), error)
+            if namespaces or removed:
                 raise ChangeNotPropagatedException() from error
 
 

@@ -64,8 +64,9 @@ class RedisBackend(BaseBackend):
             client = self._clients[loop] = Redis(connection_pool=pool)
         return client
 
-    async def _call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
-        if time.monotonic() < self._down_until:
+    async def _call(self, operation: Callable[[Redis], Awaitable[T]], *, always: bool = False) -> T:
+        # `always`: a change that must be propagated tries even while Redis is marked down.
+        if not always and time.monotonic() < self._down_until:
             raise CacheUnavailableError("redis is marked down")
         try:
             return await operation(self.client)
@@ -122,13 +123,16 @@ class RedisBackend(BaseBackend):
         )
         return VersionedRead(int(version), bool(held), value)
 
-    async def remove(
-        self, namespaces: Sequence[str], entries: Sequence[tuple[str, str]], hold: float
+    async def change(
+        self,
+        namespaces: Sequence[str],
+        removed: Sequence[tuple[str, str]],
+        held: Sequence[tuple[str, str]],
+        seconds: float,
     ) -> None:
-        flat = [part for entry in entries for part in entry]
-        arguments: list[str | int] = [max(1, int(hold * 1000)), len(namespaces), *namespaces]
-        arguments += flat
-        await self._call(lambda redis: redis.eval(_REMOVE, 0, *arguments))
+        arguments: list[str | int] = [max(1, int(seconds * 1000)), len(namespaces), len(removed)]
+        arguments += [*namespaces, *(part for entry in [*removed, *held] for part in entry)]
+        await self._call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
 
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
@@ -140,22 +144,27 @@ class RedisBackend(BaseBackend):
         self._clients.clear()
 
 
-# The key layout of base.versioned_key and base.BaseBackend.remove, computed where the version
-# is known. EVAL caches the compiled script on the server by its digest.
+# The key layout of base.versioned_key, base.hold_key and BaseBackend.change, computed where
+# the version is known. EVAL caches the compiled script on the server by its digest.
 _GET_VERSIONED = """
 local version = redis.call('GET', ARGV[1] .. ':version') or '0'
-local held = redis.call('EXISTS', ARGV[1] .. ':hold')
+local held = redis.call('EXISTS', ARGV[1] .. ':hold', ARGV[1] .. ':hold:' .. ARGV[2])
 return {version, held, redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])}
 """
-_REMOVE = """
-local hold, namespaces = ARGV[1], tonumber(ARGV[2])
-for i = 3, 2 + namespaces do
+_CHANGE = """
+local ms, namespaces, removed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local first_entry = 4 + namespaces
+for i = 4, first_entry - 1 do
   redis.call('INCR', ARGV[i] .. ':version')
-  redis.call('SET', ARGV[i] .. ':hold', '1', 'PX', hold)
+  redis.call('SET', ARGV[i] .. ':hold', '1', 'PX', ms)
 end
-for i = 3 + namespaces, #ARGV, 2 do
-  local version = redis.call('GET', ARGV[i] .. ':version') or '0'
-  redis.call('SET', ARGV[i] .. ':v' .. version .. ':' .. ARGV[i + 1], '', 'PX', hold)
+for i = first_entry, #ARGV, 2 do
+  local head, tail = ARGV[i], ARGV[i + 1]
+  if i < first_entry + 2 * removed then
+    local version = redis.call('GET', head .. ':version') or '0'
+    redis.call('SET', head .. ':v' .. version .. ':' .. tail, '', 'PX', ms)
+  end
+  redis.call('SET', head .. ':hold:' .. tail, '1', 'PX', ms)
 end
 """
 
