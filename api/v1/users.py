@@ -58,7 +58,7 @@ async def get_user(user_id: UserId) -> UserRead:
 @router.patch("/{user_id}", response_model=UserRead)
 async def update_user(
     user_id: UserId, body: UserUpdate, caller: CurrentUser = Depends(self_or_admin)
-) -> User:
+) -> UserRead:
     """Change nickname or password (yours needs current_password); ends the user's sessions."""
     own_password = caller.id == user_id and not caller.is_admin
     return await user_service.update(user_id, body, require_current_password=own_password)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, bindparam, select, update
 
@@ -56,6 +56,18 @@ class UserRepository:
         )
         row = (await session.execute(query)).one_or_none()
         return None if row is None else Credentials(*row)
+
+    async def update(self, user_id: int, values: dict[str, Any]) -> PublicRow | None:
+        """Change a live user's columns in one statement; its PUBLIC_COLUMNS afterwards, or None
+        when there is no such user."""
+        statement = (
+            update(User)
+            .where(User.id == user_id, User.deleted_at.is_(None))
+            .values(values)
+            .returning(*PUBLIC_COLUMNS)
+            .execution_options(synchronize_session=False)
+        )
+        return (await session.execute(statement)).one_or_none()
 
     async def bump_token_version(self, user_id: int) -> None:
         # In SQL, so concurrent bumps all count.

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -103,7 +104,7 @@ class UserService:
 
     async def update(
         self, user_id: int, data: UserUpdate, *, require_current_password: bool = False
-    ) -> User:
+    ) -> UserRead:
         """Apply a profile change. `require_current_password`: the caller is changing their own
         password and must prove they know the old one (a stolen access token is not enough)."""
         new_hash = None
@@ -115,16 +116,23 @@ class UserService:
         return await self._apply_update(user_id, data.nickname, new_hash)
 
     @Transactional()
-    async def _apply_update(self, user_id: int, nickname: str | None, new_hash: str | None) -> User:
-        user = await self.get(user_id)
+    async def _apply_update(
+        self, user_id: int, nickname: str | None, new_hash: str | None
+    ) -> UserRead:
+        values: dict[str, Any] = {}
         if nickname is not None:
-            user.nickname = nickname
+            values["nickname"] = nickname
         if new_hash is not None:
-            user.password_hash = new_hash
-            await self._end_all_sessions(user_id)
-        await self.repository.flush()
+            # Every token of the user dies with the old password.
+            values |= {"password_hash": new_hash, "token_version": User.token_version + 1}
+            await forget_auth_state(user_id)
+        row = await (
+            self.repository.update(user_id, values) if values else self.repository.public(user_id)
+        )
+        if row is None:
+            raise UserNotFoundException()
         await self._forget_cached(user_id)
-        return user
+        return UserRead.model_validate(row)
 
     async def _check_current_password(self, user_id: int, current_password: str | None) -> None:
         user = await self.get(user_id)

@@ -264,6 +264,8 @@ async def test_a_database_outage_during_authentication_is_a_503(
 ) -> None:
     account = await signed_up(client)
     await forget_auth_state(account.id)  # the next request loads it from the database
+    # Both servers: with only the primary down, the auth state is read on the replica.
+    stack.replica.stop()
     stack.primary.stop()
     try:
         response = await asyncio.wait_for(
@@ -271,6 +273,7 @@ async def test_a_database_outage_during_authentication_is_a_503(
         )
     finally:
         stack.primary.start()
+        stack.replica.start()
         stack.wait_for_replica()
 
     assert response.status_code == 503
