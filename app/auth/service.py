@@ -13,7 +13,7 @@ from app.user import user_service
 from core.config import config
 from core.db import Transactional, databases, session_scope, use_writer
 from core.db.base import utcnow
-from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS
+from core.exceptions.handlers import is_database_unavailable
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.auth_state import AuthState, forget_auth_state, hold_auth_state
 from core.security.passwords import hash_password, verify_password
@@ -155,8 +155,8 @@ async def load_auth_state(user_id: int) -> AuthState | None:
         async with session_scope():
             use_writer()
             return await repository.auth_state(user_id, since)
-    except DATABASE_UNAVAILABLE_ERRORS as error:
-        if not databases.has_separate_reader:
+    except Exception as error:
+        if not (is_database_unavailable(error) and databases.has_separate_reader):
             raise
         logger.warning("writer unreachable (%r); auth state read on a replica", error)
     async with session_scope():

@@ -11,8 +11,8 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.db import before_each_commit, use_writer
-from core.exceptions import CustomException, DatabaseUnavailableException
-from core.exceptions.handlers import DATABASE_UNAVAILABLE_ERRORS, problem_from
+from core.exceptions import CustomException
+from core.exceptions.handlers import database_problem, problem_from
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.logging import user_id_var
 from core.security.auth_state import (
@@ -80,9 +80,12 @@ class AuthenticationMiddleware:
         except CustomException as error:
             await _refuse(error, scope, receive, send)
             return
-        except DATABASE_UNAVAILABLE_ERRORS:
+        except Exception as error:
             # Outside the routes, so the route error handlers do not apply here.
-            await _refuse(DatabaseUnavailableException(), scope, receive, send)
+            problem = database_problem(error)
+            if problem is None:
+                raise
+            await _refuse(problem, scope, receive, send)
             return
         scope["user"], scope["auth"] = user, _AUTHENTICATED
         # Here rather than in a dependency on every route: the log context for the whole app.
