@@ -11,7 +11,6 @@ from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
 
 from celery_task.configurator import CeleryConfigurator
-from celery_task.queues import APPLICATION_PACKAGE, task_modules
 from core.config import config
 from core.db import in_transaction, on_commit
 from core.exceptions import ServiceUnavailableException
@@ -53,4 +52,3 @@ class AppTask(Task):  # type: ignore[misc]
 
 celery_app = Celery("celery_task", task_cls=AppTask)
 celery_app.add_defaults(lambda: CeleryConfigurator(config).as_dict())
-celery_app.autodiscover_tasks(lambda: [f"{APPLICATION_PACKAGE}.{m}" for m in task_modules()])

@@ -6,7 +6,7 @@ from typing import Any
 
 from kombu.entity import Queue
 
-from celery_task.queues import DEFAULT_QUEUE, queue_names, route_task
+from celery_task.queues import DEFAULT_QUEUE, queue_names, route_task, task_module_names
 from core.config import Settings
 
 # Broker and result backend connections give up quickly: a request that enqueues while the
@@ -54,6 +54,9 @@ class CeleryConfigurator:
             "task_always_eager": eager,
             "task_eager_propagates": True,
             "task_store_eager_result": True,
+            # Imported by workers at start, with the working directory on sys.path like the
+            # app itself: a worker registers every app/*/tasks.py whatever its queues.
+            "include": task_module_names(),
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": _REDIS_TRANSPORT_OPTIONS,
             "result_backend_transport_options": _REDIS_TRANSPORT_OPTIONS,

@@ -5,33 +5,46 @@ from __future__ import annotations
 import importlib.util
 import os
 import pkgutil
-from functools import cache
+from pathlib import Path
 from typing import Any
 
 DEFAULT_QUEUE = "default"
 APPLICATION_PACKAGE = "app"
 
 
-@cache
+def _application_paths() -> list[str]:
+    """Where the `app` package lives: beside this package, where the layout puts it."""
+    # The `celery` command puts the working directory on sys.path only while it imports the
+    # Celery app, so a lookup on sys.path alone can come back empty later in the same process.
+    beside = Path(__file__).resolve().parent.parent / APPLICATION_PACKAGE
+    if (beside / "__init__.py").is_file():
+        return [str(beside)]
+    spec = importlib.util.find_spec(APPLICATION_PACKAGE)
+    if spec is None or spec.submodule_search_locations is None:
+        return []
+    return list(spec.submodule_search_locations)
+
+
 def task_modules() -> tuple[str, ...]:
     """The domain modules that define tasks: `user` for app/user/tasks.py, and so on.
 
-    Found by looking at files, without importing anything.
+    Found by looking at files, without importing anything; looked up on every call (a few
+    directory listings, at startup), so a lookup made too early is never kept.
     """
-    package = importlib.util.find_spec(APPLICATION_PACKAGE)
-    if package is None or package.submodule_search_locations is None:
-        return ()
+    paths = _application_paths()
     return tuple(
         sorted(
             module.name
-            for module in pkgutil.iter_modules(package.submodule_search_locations)
+            for module in pkgutil.iter_modules(paths)
             if module.ispkg
-            and any(
-                os.path.isfile(os.path.join(path, module.name, "tasks.py"))
-                for path in package.submodule_search_locations
-            )
+            and any(os.path.isfile(os.path.join(path, module.name, "tasks.py")) for path in paths)
         )
     )
+
+
+def task_module_names() -> list[str]:
+    """The importable names of those modules: `app.user.tasks`, ..."""
+    return [f"{APPLICATION_PACKAGE}.{module}.tasks" for module in task_modules()]
 
 
 def queue_names() -> list[str]:
