@@ -1,5 +1,5 @@
 from celery_task import signals as _signals  # noqa: F401 - connects the worker signal handlers
-from celery_task.application import AppTask, BrokerUnavailableException, celery_app
+from celery_task.application import AppTask, BrokerUnavailableException, call_broker, celery_app
 from celery_task.async_task import async_task
 
-__all__ = ["AppTask", "BrokerUnavailableException", "async_task", "celery_app"]
+__all__ = ["AppTask", "BrokerUnavailableException", "async_task", "call_broker", "celery_app"]

@@ -2,26 +2,76 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio
+from anyio import to_thread
 from celery import Celery, Task
+from celery.exceptions import BackendGetMetaError
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from celery_task.configurator import CeleryConfigurator
+from celery_task.loops import loop_running_here, run_eager, start_eager
 from core.config import config
-from core.db import in_transaction, on_commit
+from core.db import after_commit, commit_batch, in_transaction
 from core.exceptions import ServiceUnavailableException
 from core.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
+R = TypeVar("R")
+
+# How long async code waits for the broker or the result backend before it gives up (503).
+SEND_TIMEOUT_SECONDS = 2.0
+
+# What a broker or result backend out of reach raises once Celery's own few retries are spent.
+_UNREACHABLE = (
+    OperationalError,
+    BackendGetMetaError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+)
+
+
+# Tasks whose blocking send from async code was logged: each is logged once per process.
+_warned_about_blocking: set[str] = set()
+
 
 class BrokerUnavailableException(ServiceUnavailableException):
     error_code = "BROKER_UNAVAILABLE"
     detail = "Background work cannot be queued right now; retry later."
+
+
+def _is_unreachable(error: BaseException) -> bool:
+    if isinstance(error, RuntimeError) and error.__cause__ is not None:
+        # The result backend reports a result channel it could not reconnect this way.
+        return isinstance(error.__cause__, _UNREACHABLE)
+    return isinstance(error, _UNREACHABLE)
+
+
+async def call_broker(function: Callable[[], R]) -> R:
+    """Run a blocking call to the broker or result backend on a worker thread, bounded in time.
+
+    Raises `BrokerUnavailableException` when they cannot be reached or do not answer within
+    `SEND_TIMEOUT_SECONDS`; a call given up on finishes on its thread within a few seconds
+    (see configurator.py), so a publish given up on may still be delivered.
+    """
+    try:
+        with anyio.fail_after(SEND_TIMEOUT_SECONDS):
+            return await to_thread.run_sync(function, abandon_on_cancel=True)
+    except Exception as error:
+        if not _is_unreachable(error):
+            raise
+        logger.warning("broker or result backend out of reach: %r", error)
+        raise BrokerUnavailableException() from error
 
 
 class AppTask(Task):  # type: ignore[misc]
@@ -30,24 +80,85 @@ class AppTask(Task):  # type: ignore[misc]
     A task sent inside `@Transactional` is published once the transaction has committed (and
     never if it rolls back), so a worker never looks for a row that is not there yet. The
     caller gets the task's id at once. The request id travels along in the message headers.
+
+    From async code send with `await task.adelay(...)` / `await task.aapply_async(...)`: the
+    publish runs on a worker thread, bounded by `SEND_TIMEOUT_SECONDS`, and an unreachable
+    broker is a `BrokerUnavailableException` (503); in eager mode the task runs on the eager
+    thread (loops.py) while the caller's loop goes on.
     """
 
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> AsyncResult:
-        options.setdefault("task_id", uuid())
-        headers = options.setdefault("headers", {})
+        """For synchronous code; async code awaits `aapply_async`, which never blocks its loop."""
+        options = self._prepared(options)
+        # Sync code cannot await after_commit; a commit batch is core.db's after-commit path
+        # for it, and publishes all the sends of the transaction in one go.
+        publishes = commit_batch(_PUBLISHES_AFTER_COMMIT, _publish_all)
+        if publishes is not None:
+            publishes.append(functools.partial(self._publish, args, kwargs, options))
+            return self.AsyncResult(options["task_id"])
+        if loop_running_here():
+            if self.app.conf.task_always_eager:
+                # Called from async code: the task runs on the eager thread, not on this loop.
+                start_eager(functools.partial(self._publish, args, kwargs, options))
+                return self.AsyncResult(options["task_id"])
+            self._warn_once_about_blocking()
+        return self._publish(args, kwargs, options)
+
+    async def aapply_async(
+        self, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> AsyncResult:
+        """`apply_async` for async code: published after commit inside `@Transactional`."""
+        options = self._prepared(options)
+        publish = functools.partial(self._publish, args, kwargs, options)
+        if in_transaction():
+            await after_commit(lambda: _off_the_loop(publish))
+            return self.AsyncResult(options["task_id"])
+        return await _off_the_loop(publish)
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
+        """`delay` for async code."""
+        return await self.aapply_async(args, kwargs)
+
+    def _prepared(self, options: dict[str, Any]) -> dict[str, Any]:
+        # The id is fixed now: a send deferred to after the commit still answers with it.
+        options = {**options, "task_id": options.get("task_id") or uuid()}
+        headers = options["headers"] = dict(options.get("headers") or {})
         if (request_id := request_id_var.get()) is not None:
             headers.setdefault("request_id", request_id)
-        if in_transaction():
-            on_commit(lambda: self._publish(args, kwargs, options), propagate_errors=True)
-            return self.AsyncResult(options["task_id"])
-        return self._publish(args, kwargs, options)
+        return options
 
     def _publish(self, args: Any, kwargs: Any, options: dict[str, Any]) -> AsyncResult:
         try:
             return super().apply_async(args, kwargs, **options)
-        except OperationalError as error:
-            logger.warning("could not queue %s: %s", self.name, error)
+        except Exception as error:
+            # An eager run raises the task's own errors, which say nothing about the broker.
+            if self.app.conf.task_always_eager or not _is_unreachable(error):
+                raise
+            logger.warning("could not queue %s: %r", self.name, error)
             raise BrokerUnavailableException() from error
+
+    def _warn_once_about_blocking(self) -> None:
+        if self.name not in _warned_about_blocking:
+            _warned_about_blocking.add(self.name)
+            logger.warning(
+                "%s sent with .delay()/.apply_async() from async code: the event loop waits "
+                "while it is published; use `await task.adelay(...)` there",
+                self.name,
+            )
+
+
+_PUBLISHES_AFTER_COMMIT = "celery_task.publishes"
+
+
+async def _off_the_loop(publish: Callable[[], R]) -> R:
+    """The one way async code sends tasks: never on its own loop's thread."""
+    if celery_app.conf.task_always_eager:
+        return await run_eager(publish)
+    return await call_broker(publish)
+
+
+async def _publish_all(publishes: list[Callable[[], AsyncResult]]) -> None:
+    await _off_the_loop(lambda: [publish() for publish in publishes])
 
 
 celery_app = Celery("celery_task", task_cls=AppTask)

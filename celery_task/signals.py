@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import signals
 
-from celery_task.async_task import release_loop_resources, thread_loop
+from celery_task.loops import release_loop_resources, thread_loop
 from core.db import databases
 from core.heap import settle_heap
 from core.helpers.cache import Cache

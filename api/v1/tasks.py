@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from anyio import to_thread
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
-from celery_task import celery_app
+from celery_task import call_broker, celery_app
 from core.fastapi.dependencies import IsAuthenticated, PermissionDependency
 
 router = APIRouter(
@@ -41,5 +40,5 @@ def _read_status(task_id: str) -> TaskStatus:
 @router.get("/{task_id}", response_model=TaskStatus)
 async def get_task(task_id: TaskId) -> TaskStatus:
     """A background task's state (PENDING also for ids nobody knows) and its result."""
-    # The result backend client is synchronous: keep it off the event loop.
-    return await to_thread.run_sync(_read_status, task_id)
+    # The result backend client is synchronous: off the event loop, and 503 when out of reach.
+    return await call_broker(lambda: _read_status(task_id))

@@ -15,4 +15,4 @@ class UserCreated(BaseEvent):
 
     async def run(self, parameter: UserCreatedParameter | None = None) -> None:
         assert parameter is not None
-        send_welcome_email.delay(parameter.user_id)
+        await send_welcome_email.adelay(parameter.user_id)
