@@ -31,7 +31,7 @@ run: venv migrate ## serve on :8000 (embedded SQLite unless .env says otherwise)
 test: venv ## the whole suite against throwaway PostgreSQL primary + replica and Redis
 	$(BIN)/pytest
 
-bench: venv ## speed against a bare app and a raw asyncpg app, in one run (needs wrk)
+bench: venv ## the old code (cba0989) against the new, and both against bare and raw-limit apps (needs wrk)
 	$(BIN)/python -m bench.run
 
 cov: venv ## the suite with coverage: terminal report, htmlcov/, fails under 90 %
