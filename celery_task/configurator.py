@@ -9,14 +9,23 @@ from kombu.entity import Queue
 from celery_task.queues import DEFAULT_QUEUE, queue_names, route_task, task_module_names
 from core.config import Settings
 
-# Broker and result backend connections give up quickly: a request that enqueues while the
-# broker is down gets a 503 in about a second instead of hanging.
-_REDIS_TRANSPORT_OPTIONS = {
-    "socket_connect_timeout": 2,
-    "socket_timeout": 5,
+# Seconds after which a blocking call to Redis gives up, so that no worker hangs on a dead
+# connection and a thread a request stopped waiting for (SEND_TIMEOUT_SECONDS) ends soon.
+REDIS_CONNECT_TIMEOUT = 1
+REDIS_SOCKET_TIMEOUT = 1
+
+_BROKER_TRANSPORT_OPTIONS = {
+    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    # A timed-out command is not sent again by redis-py: kombu's retry policy decides.
+    "retry_on_timeout": False,
     # acks_late: a task whose worker died unacknowledged is delivered again after this.
     "visibility_timeout": 3600,
 }
+
+# One quick second try, never Celery's default of 20 tries a second apart: a publish or a
+# result-channel subscription made on the request path must fail within about a second.
+_QUICK_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 class CeleryConfigurator:
@@ -58,15 +67,21 @@ class CeleryConfigurator:
             # app itself: a worker registers every app/*/tasks.py whatever its queues.
             "include": task_module_names(),
             "broker_connection_retry_on_startup": True,
-            "broker_transport_options": _REDIS_TRANSPORT_OPTIONS,
-            "result_backend_transport_options": _REDIS_TRANSPORT_OPTIONS,
-            "redis_socket_connect_timeout": 2,
-            "redis_socket_timeout": 5,
-            "task_publish_retry_policy": {
-                "max_retries": 2,
-                "interval_start": 0,
-                "interval_step": 0.2,
-                "interval_max": 0.5,
-            },
+            "broker_connection_timeout": REDIS_CONNECT_TIMEOUT,
+            "broker_transport_options": _BROKER_TRANSPORT_OPTIONS,
+            "task_publish_retry": True,
+            "task_publish_retry_policy": _QUICK_RETRY,
+            "redis_socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+            "redis_socket_timeout": REDIS_SOCKET_TIMEOUT,
+            "redis_retry_on_timeout": False,
+            # Reconnecting the result channel (on send) and storing a result use this policy.
+            "result_backend_transport_options": {"retry_policy": _QUICK_RETRY},
+            # Sends and reads run on worker threads, which come and go: they share one client.
+            "result_backend_thread_safe": True,
+            # Reading or storing a result tries a few times with a short backoff, then fails.
+            "result_backend_always_retry": True,
+            "result_backend_max_retries": 2,
+            "result_backend_base_sleep_between_retries_ms": 100,
+            "result_backend_max_sleep_between_retries_ms": 500,
             "worker_hijack_root_logger": False,
         }
