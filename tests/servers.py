@@ -32,15 +32,19 @@ from pathlib import Path
 from types import TracebackType
 
 __all__ = [
+    "CeleryProcess",
     "MissingServerBinaries",
     "PostgresServer",
     "RedisServer",
     "ServerBinaries",
     "ServerError",
     "ServerStack",
+    "beat_command",
     "find_binaries",
+    "flower_command",
     "free_ports",
     "start_stack",
+    "worker_command",
 ]
 
 LOCALHOST = "127.0.0.1"
@@ -451,6 +455,75 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# Celery processes run exactly as `make worker [Q=...]`, `make flower` and `make beat` (and the
+# compose services) run them: the venv's `celery` console script, which puts nothing on
+# sys.path, so a test sees what a deployment sees.
+_VENV_BIN = Path(sys.executable).parent
+CELERY_APP = "celery_task:celery_app"
+
+
+def worker_command(queues: str | None = None) -> list[str]:
+    """`make worker`, or `make worker Q=queues`."""
+    command = [str(_VENV_BIN / "celery"), "-A", CELERY_APP, "worker", "--loglevel=INFO"]
+    return command + ([f"--queues={queues}"] if queues else [])
+
+
+def flower_command() -> list[str]:
+    """`make flower`."""
+    return [str(_VENV_BIN / "python"), "-m", "celery_task.flower"]
+
+
+def beat_command() -> list[str]:
+    """`make beat`."""
+    return [str(_VENV_BIN / "celery"), "-A", CELERY_APP, "beat", "--loglevel=INFO"]
+
+
+@dataclass(eq=False)
+class CeleryProcess:
+    """A worker, Flower or beat process in its own session, logging to a file."""
+
+    command: list[str]
+    log_file: Path
+    cwd: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM to the whole process group (a worker's pool too), SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 _live_stacks: list[ServerStack] = []

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +10,7 @@ import httpx
 import pytest
 
 from tests.celery_task.conftest import ROOT, Worker
+from tests.servers import CeleryProcess, flower_command
 
 AUTH = ("watcher", "flower-secret")
 
@@ -28,26 +26,25 @@ def flower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Flower as `make flower` starts it, with basic auth from FLOWER_BASIC_AUTH."""
     port = free_port()
     log: Path = tmp_path_factory.mktemp("flower") / "flower.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery_task.flower", "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "FLOWER_BASIC_AUTH": ":".join(AUTH)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    flower = CeleryProcess(
+        [*flower_command(), "--port", str(port)],
+        log,
+        ROOT,
+        {**os.environ, "FLOWER_BASIC_AUTH": ":".join(AUTH)},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert flower.is_running(), flower.log()
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        flower.stop()
 
 
 def test_flower_needs_its_password(flower: str) -> None:
