@@ -42,6 +42,19 @@ async def echo_request_id(marker: str) -> str | None:
     return request_id_var.get()
 
 
+@async_task(name="tests.nap")
+async def nap(seconds: float) -> float:
+    """Takes a while and touches nothing."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@async_task(name="tests.relay")
+async def relay(seconds: float) -> str:
+    """Sends a nap, as a task that hands work on does; returns its id."""
+    return str((await nap.adelay(seconds)).id)
+
+
 @celery_app.task(name="tests.add")
 def add(a: int, b: int) -> int:
     return a + b
