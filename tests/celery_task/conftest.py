@@ -45,14 +45,13 @@ class Worker:
         label = (queues or "all").replace(",", "-")
         self.name = f"{label}-{next(_worker_numbers)}-{os.getpid()}@test"
         options = [f"--hostname={self.name}", *TEST_WORKER_OPTIONS]
+        env = os.environ.copy() if env is None else env
         if test_tasks:
             options.append("--include=tests.worker_tasks")
-        self.process = CeleryProcess(
-            worker_command(queues) + options,
-            log_file,
-            cwd,
-            os.environ.copy() if env is None else env,
-        )
+            # fastapi-event installs a top-level `tests` package into site-packages, which
+            # comes before the project on sys.path and hides this suite's `tests`.
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self.process = CeleryProcess(worker_command(queues) + options, log_file, cwd, env)
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
