@@ -75,7 +75,7 @@ class UserService:
     async def send_welcome_email(self, user_id: int) -> str:
         """Queue the welcome mail again; returns the task id."""
         await self.get(user_id)
-        return str(send_welcome_email.delay(user_id).id)
+        return str((await send_welcome_email.adelay(user_id)).id)
 
     async def lock(self, user_id: int) -> User:
         """The user, its row locked until the surrounding transaction ends."""

@@ -81,8 +81,8 @@ async def test_while_redis_is_down_reads_answer_and_changes_are_saved_but_answer
             ("PUT", f"/api/v1/users/{user.id}/roles", admin, {"roles": [f"offline-{user.id}"]}),
             ("DELETE", f"/api/v1/users/{user.id}", admin, None),
         ]
-        for method, url, account, body in not_propagated:
-            response = await client.request(method, url, json=body, headers=account.headers)
+        for method, url, caller, payload in not_propagated:
+            response = await client.request(method, url, json=payload, headers=caller.headers)
             assert response.status_code == 503, (method, url, response.text)
             assert response.json()["error_code"] == "CHANGE_NOT_PROPAGATED"
         row = stack.primary.psql(

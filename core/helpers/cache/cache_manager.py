@@ -4,9 +4,10 @@ Key layout, for a function cached in namespace `ns` (its prefix or tag):
 
     cache:ns:version             a counter; removing the namespace increments it
     cache:ns:hold                present for a while after the namespace was removed
+    cache:ns:hold:<call>         present for a while after the entry was removed or held
     cache:ns:v<version>:<call>   an entry; <call> is the key maker's string
 
-A hit costs one backend round trip (version, hold and entry are read together). Removing a
+A hit costs one backend round trip (version, holds and entry are read together). Removing a
 namespace costs one increment whatever its size, and never scans the keyspace: entries of older
 versions are never read again and expire. Every removal a commit causes goes to the backend in
 one round trip, after the commit.
