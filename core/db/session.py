@@ -181,10 +181,15 @@ def in_unit_of_work() -> bool:
     return _scope_id.get() is not None
 
 
+def _transaction_state() -> RoutingState | None:
+    """The routing state of the `@Transactional` block the current code runs in, if any."""
+    state = _current_state()
+    return state if state is not None and state.depth > 0 else None
+
+
 def in_transaction() -> bool:
     """Whether the current code runs inside a `@Transactional` block."""
-    state = _current_state()
-    return state is not None and state.depth > 0
+    return _transaction_state() is not None
 
 
 async def after_commit(callback: AfterCommit) -> None:
@@ -195,19 +200,19 @@ async def after_commit(callback: AfterCommit) -> None:
     transaction (the data stays committed), so a change that could not be carried through
     answers with an error instead of success.
     """
-    state = _current_state()
-    if state is not None and state.depth > 0:
-        state.after_commit.append(callback)
-    else:
+    state = _transaction_state()
+    if state is None:
         await callback()
+    else:
+        state.after_commit.append(callback)
 
 
 def commit_batch(key: str, flush: Callable[[list[Any]], Awaitable[Any]]) -> list[Any] | None:
     """A list that collects items for the current transaction and is handed to `flush` once,
     after it commits: what many calls ask for is then done in one go. None outside a
     transaction (do it now)."""
-    state = _current_state()
-    if state is None or state.depth == 0:
+    state = _transaction_state()
+    if state is None:
         return None
     batch = state.batches.get(key)
     if batch is None:
@@ -257,52 +262,33 @@ class Transactional:
         async def transactional(*args: P.args, **kwargs: P.kwargs) -> R:
             current = session()
             state = routing_state(current.sync_session)
-            if state.depth > 0:
-                return await self._join(state, func, *args, **kwargs)
-            return await self._begin(current, state, func, *args, **kwargs)
+            if state.depth > 0:  # nested: join the outer transaction
+                state.depth += 1
+                try:
+                    return await func(*args, **kwargs)
+                except BaseException as error:
+                    state.rollback_only = state.rollback_only or error
+                    raise
+                finally:
+                    state.depth -= 1
+            state.use_writer, state.depth = True, 1
+            try:
+                result = await func(*args, **kwargs)
+                if state.rollback_only is not None:
+                    raise TransactionRolledBackError(
+                        "a nested @Transactional call failed; the transaction was rolled back"
+                    ) from state.rollback_only
+                for callback in _before_commit.get():
+                    await callback()
+                await current.commit()
+            except BaseException:
+                state.after_commit.clear()
+                await current.rollback()
+                raise
+            finally:
+                state.depth, state.rollback_only, state.batches = 0, None, {}
+            callbacks, state.after_commit = state.after_commit, []
+            await _run_after_commit(callbacks)
+            return result
 
         return transactional
-
-    @staticmethod
-    async def _join(
-        state: RoutingState, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        state.depth += 1
-        try:
-            return await func(*args, **kwargs)
-        except BaseException as error:
-            state.rollback_only = state.rollback_only or error
-            raise
-        finally:
-            state.depth -= 1
-
-    @staticmethod
-    async def _begin(
-        current: AsyncSession,
-        state: RoutingState,
-        func: Callable[P, Awaitable[R]],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> R:
-        state.use_writer = True
-        state.depth = 1
-        try:
-            result = await func(*args, **kwargs)
-            if state.rollback_only is not None:
-                raise TransactionRolledBackError(
-                    "a nested @Transactional call failed; the transaction was rolled back"
-                ) from state.rollback_only
-            for callback in _before_commit.get():
-                await callback()
-            await current.commit()
-        except BaseException:
-            state.after_commit.clear()
-            await current.rollback()
-            raise
-        finally:
-            state.depth = 0
-            state.rollback_only = None
-            state.batches = {}
-        callbacks, state.after_commit = state.after_commit, []
-        await _run_after_commit(callbacks)
-        return result

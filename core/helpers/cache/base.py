@@ -17,9 +17,8 @@ class CacheUnavailableError(Exception):
     """The backend could not answer (down, timed out). Callers fail open on it."""
 
 
-def versioned_key(head: str, version: int | bytes | str, tail: str) -> str:
+def versioned_key(head: str, version: int, tail: str) -> str:
     """Where an entry of a namespace lives: bumping the namespace's version orphans them all."""
-    version = version.decode() if isinstance(version, bytes) else version
     return f"{head}:v{version}:{tail}"
 
 

@@ -257,9 +257,7 @@ class CacheManager:
         self, function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> None:
         """Drop the one entry of `function(*args, **kwargs)`; inside a transaction, after it."""
-        spec, args = _spec_of(function, args)
-        call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
-        await self._remove(Removal(spec.head, call_key))
+        await self._remove(self._entry(function, args, kwargs))
 
     async def hold(
         self, function: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
@@ -267,9 +265,14 @@ class CacheManager:
         """Hold the entry of `function(*args, **kwargs)` without removing it: it is still
         served, with `Fetched.held` set, and nothing computed meanwhile is stored. Best effort:
         when the backend cannot be reached, the change still succeeds."""
+        await self._remove(self._entry(function, args, kwargs, hold_only=True))
+
+    def _entry(
+        self, function: Callable[..., Any], args: Any, kwargs: Any, hold_only: bool = False
+    ) -> Removal:
         spec, args = _spec_of(function, args)
         call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
-        await self._remove(Removal(spec.head, call_key, hold_only=True))
+        return Removal(spec.head, call_key, hold_only)
 
     async def _remove(self, removal: Removal) -> None:
         batch = commit_batch("cache", self._apply)
@@ -282,16 +285,12 @@ class CacheManager:
         """Carry out removals and holds in one round trip; 503 when a removal cannot (the
         change is saved, but other processes may go on serving what it replaced)."""
         self._generation += 1
-        namespaces = {r.head for r in removals if r.tail is None}
-        entries = {(r.head, r.tail, r.hold_only) for r in removals if r.head not in namespaces}
-        removed = sorted(
-            (head, tail) for head, tail, hold_only in entries if tail and not hold_only
-        )
-        held = sorted({(h, t) for h, t, hold_only in entries if t and hold_only} - set(removed))
+        namespaces = sorted({r.head for r in removals if r.tail is None})
+        entries = [r for r in removals if r.tail is not None and r.head not in namespaces]
+        removed = sorted({(r.head, str(r.tail)) for r in entries if not r.hold_only})
+        held = sorted({(r.head, str(r.tail)) for r in entries if r.hold_only} - set(removed))
         try:
-            await bounded(
-                lambda: self.backend.change(sorted(namespaces), removed, held, hold_seconds())
-            )
+            await bounded(lambda: self.backend.change(namespaces, removed, held, hold_seconds()))
         except CacheUnavailableError as error:
             logger.error("could not remove or hold %d cache entries (%s)", len(removals), error)
             if namespaces or removed:
