@@ -1,8 +1,5 @@
-"""Settings: one object, read from the environment (and `.env` when present).
-
-Nothing is read at import time. `config` is a proxy that loads the settings on first use, so
-`main.py` can decide the environment before anything looks at it and tests can reload them.
-"""
+"""Settings from the environment (and `.env`), loaded on first use of the `config` proxy, so
+`main.py` can choose the environment before anything reads it and tests can reload them."""
 
 from __future__ import annotations
 
@@ -89,8 +86,7 @@ class Settings(BaseSettings):
             self.WRITER_DB_URL = self.WRITER_DB_URL or DEV_WRITER_DB_URL
             self.READER_DB_URL = self.READER_DB_URL or DEV_READER_DB_URL
             self.REDIS_URL = self.REDIS_URL or DEV_REDIS_URL
-        if self.CACHE_BACKEND is None:
-            self.CACHE_BACKEND = "redis" if self.REDIS_URL else "memory"
+        self.CACHE_BACKEND = self.CACHE_BACKEND or ("redis" if self.REDIS_URL else "memory")
         self.CELERY_BROKER_URL = self.CELERY_BROKER_URL or self.REDIS_URL
         self.CELERY_BACKEND_URL = self.CELERY_BACKEND_URL or self.CELERY_BROKER_URL
         if self.CELERY_TASK_ALWAYS_EAGER is None:
@@ -101,7 +97,6 @@ class Settings(BaseSettings):
 
     @property
     def reader_db_url(self) -> str:
-        """The URL reads go to: the writer's when no replica is configured."""
         return self.READER_DB_URL or self.writer_db_url
 
     @property
@@ -111,7 +106,6 @@ class Settings(BaseSettings):
         return self.WRITER_DB_URL
 
     def production_problems(self) -> list[str]:
-        """Every reason these settings must not serve production traffic."""
         problems: list[str] = []
         if self.JWT_SECRET_KEY == DEFAULT_JWT_SECRET:
             problems.append("JWT_SECRET_KEY is the default placeholder")
@@ -132,10 +126,7 @@ class Settings(BaseSettings):
 
 
 def load_config(**overrides: Any) -> Settings:
-    """Read the settings now (overrides win over the environment) and make them current.
-
-    In prod, settings that are unsafe to serve with raise ConfigError naming all of them.
-    """
+    """Read the settings now (overrides win) and make them current; in prod, refuse unsafe ones."""
     settings = Settings(**overrides)
     if settings.ENV == "prod" and (problems := settings.production_problems()):
         raise ConfigError("refusing to start in prod: " + "; ".join(problems))
@@ -144,7 +135,6 @@ def load_config(**overrides: Any) -> Settings:
 
 
 def reset_config() -> None:
-    """Forget the loaded settings; the next use reads the environment again."""
     _ConfigProxy.current = None
 
 
@@ -152,8 +142,7 @@ class _ConfigProxy:
     current: Settings | None = None
 
     def __getattr__(self, name: str) -> Any:
-        settings = _ConfigProxy.current or load_config()
-        return getattr(settings, name)
+        return getattr(_ConfigProxy.current or load_config(), name)
 
 
 config = cast(Settings, _ConfigProxy())

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import gc
 
-# CPython starts a young-generation collection every 700 net allocations of container objects.
-# A busy server has many requests in flight, and each of those collections walks all of their
-# objects again: under load that took about a tenth of an API process's CPU. Collecting every
-# 20,000 allocations costs a few megabytes at most and leaves the other generations' rhythm.
+# CPython's default (a young collection every 700 container allocations) re-walks every request
+# in flight and cost about a tenth of an API process's CPU under load; this costs a few MB.
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
 def settle_heap() -> None:
-    """Call once a process is ready to serve.
-
-    What exists by then (modules, routes, models, settings) lives as long as the process:
-    frozen, it is no longer walked by every full collection, and a forked worker no longer
-    copies the pages it shares with its parent by touching them.
-    """
+    """Call once ready to serve: freezing what lives as long as the process keeps full collections
+    from walking it and forked workers from copying the pages they share with their parent."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -1,7 +1,4 @@
-"""Logging for the API and the workers: one format, request id and user id on every line.
-
-`LOG_JSON=true` writes one JSON object per line (for log shippers); otherwise plain text.
-"""
+"""One log format for the API and the workers, with the request id and user id on every line."""
 
 from __future__ import annotations
 
@@ -24,8 +21,6 @@ TEXT_FORMAT = (
 
 
 class ContextFilter(logging.Filter):
-    """Puts the current request id and user id on every record."""
-
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = request_id_var.get() or "-"
@@ -36,10 +31,9 @@ class ContextFilter(logging.Filter):
 
 class JSONFormatter(logging.Formatter):
     # Attributes every LogRecord has; anything else on a record came from `extra=`.
-    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-        "message",
-        "asctime",
-    }
+    _STANDARD = frozenset(
+        {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"}
+    )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -59,7 +53,7 @@ class _ProjectHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging() -> None:
-    """Send every log line through one handler on the root logger, per LOG_JSON / LOG_LEVEL."""
+    """Send every log line through one handler on the root logger: JSON lines when LOG_JSON."""
     handler = _ProjectHandler(sys.stderr)
     handler.addFilter(ContextFilter())
     handler.setFormatter(JSONFormatter() if config.LOG_JSON else logging.Formatter(TEXT_FORMAT))
@@ -68,7 +62,6 @@ def configure_logging() -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(config.LOG_LEVEL)
-    # Servers' own loggers go through the same handler instead of their own.
     for name in ("uvicorn", "uvicorn.error", "celery"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

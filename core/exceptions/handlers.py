@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.exceptions.base import (
+from core.exceptions import (
     CustomException,
     DatabaseNotMigratedException,
     DatabaseUnavailableException,
@@ -24,10 +24,7 @@ from core.exceptions.base import (
 
 logger = logging.getLogger(__name__)
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
-# The error types that may mean "the database cannot be reached now"; is_database_unavailable
-# decides, since SQLite reports a missing table as an OperationalError too.
+# May mean "the database cannot be reached now"; SQLite says so of a missing table too.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
@@ -38,17 +35,15 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     socket.gaierror,
 )
 
-# PostgreSQL's codes for a schema older than the code: undefined table, undefined column.
+# A schema older than the code: PostgreSQL's undefined table and column, SQLite's words for them.
 _NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
-# SQLite says the same in words only.
 _NOT_MIGRATED_SQLITE_MESSAGES = ("no such table", "no such column", "has no column named")
-# SQLSTATE classes of a server that is gone or refusing work: connection exception (08),
-# insufficient resources (53, too many connections), operator intervention (57P, shutdown).
+# A server gone or refusing work: connection exception, insufficient resources, shutdown.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
 
 
 class ProblemResponse(Response):
-    media_type = PROBLEM_MEDIA_TYPE
+    media_type = "application/problem+json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -91,18 +86,10 @@ async def _validation(request: Request, exc: Exception) -> Response:
         for error in exc.errors()
     ]
     if any(error["type"] == "json_invalid" for error in errors):
-        return problem_response(
-            HTTPStatus.BAD_REQUEST,
-            "MALFORMED_JSON",
-            "The request body is not valid JSON.",
-            errors=errors,
-        )
-    return problem_response(
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        "VALIDATION_ERROR",
-        "The request is not valid; see errors.",
-        errors=errors,
-    )
+        status, code, detail = 400, "MALFORMED_JSON", "The request body is not valid JSON."
+    else:
+        status, code, detail = 422, "VALIDATION_ERROR", "The request is not valid; see errors."
+    return problem_response(status, code, detail, errors=errors)
 
 
 _HTTP_DETAILS = {
@@ -114,13 +101,10 @@ _HTTP_DETAILS = {
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = HTTPStatus(exc.status_code)
-    detail = exc.detail if exc.detail and exc.detail != status.phrase else None
-    return problem_response(
-        status,
-        status.name,
-        detail or _HTTP_DETAILS.get(status, status.phrase + "."),
-        headers=dict(exc.headers) if exc.headers else None,
-    )
+    default = _HTTP_DETAILS.get(status, status.phrase + ".")
+    detail = exc.detail if exc.detail and exc.detail != status.phrase else default
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(status, status.name, detail, headers=headers)
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str:
@@ -129,20 +113,17 @@ def _sqlstate(error: sa_exc.DBAPIError) -> str:
 
 
 def is_schema_not_migrated(error: BaseException) -> bool:
-    """True when `error` says a table or column the code uses does not exist."""
     if not isinstance(error, sa_exc.DBAPIError):
         return False
     if isinstance(error.orig, sqlite3.Error):
-        message = str(error.orig)
-        return any(phrase in message for phrase in _NOT_MIGRATED_SQLITE_MESSAGES)
+        return any(phrase in str(error.orig) for phrase in _NOT_MIGRATED_SQLITE_MESSAGES)
     return _sqlstate(error) in _NOT_MIGRATED_SQLSTATES
 
 
 def is_database_unavailable(error: BaseException) -> bool:
     """True when `error` means the database cannot be reached now: a retry may succeed."""
     if isinstance(error, sa_exc.DBAPIError):
-        # A connection that died under a statement or a commit is invalidated, whatever class
-        # the driver gave the error (asyncpg's ConnectionDoesNotExistError is a plain one).
+        # A dead connection is invalidated whatever the driver's error class (asyncpg's is plain).
         return not is_schema_not_migrated(error) and (
             error.connection_invalidated
             or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
@@ -169,26 +150,17 @@ def database_problem(error: Exception) -> CustomException | None:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    problem = database_problem(exc)
-    if problem is not None:
+    if (problem := database_problem(exc)) is not None:
         return problem_from(problem)
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
-        HTTPStatus.INTERNAL_SERVER_ERROR,
-        "INTERNAL_SERVER_ERROR",
-        "Something went wrong on our side; it has been logged.",
+        500, "INTERNAL_SERVER_ERROR", "Something went wrong on our side; it has been logged."
     )
 
 
 class UnhandledErrorMiddleware:
-    """Answers an error that nothing else handled with a problem document, from inside the
-    application's middleware, so the response still carries the request id and the security
-    headers.
-
-    Starlette's ServerErrorMiddleware does the same as the outermost layer, where its response
-    passes through none of the middleware the application adds. Place this one right inside
-    the middleware whose headers every response needs.
-    """
+    """Answers unhandled errors with a problem document from right inside the middleware that adds
+    headers to every response; Starlette's ServerErrorMiddleware answers from outside all of it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

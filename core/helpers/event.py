@@ -1,15 +1,6 @@
-"""Domain events with fastapi-event's API, dispatched when their data is committed.
-
-    class UserCreated(BaseEvent):
-        async def run(self, parameter: UserCreatedParameter | None = None) -> None: ...
-
-    await event_handler.store(UserCreated, UserCreatedParameter(user_id=user.id))
-
-Unlike using fastapi-event directly: an event stored inside `@Transactional` runs after the
-commit and never after a rollback; every stored event runs, also several of one class; a
-failing handler is logged and cannot turn a committed request into an error; no middleware is
-needed, and storing outside a request, task or `session_scope()` says what is wrong.
-"""
+"""Domain events with fastapi-event's API (`await event_handler.store(Event, parameter)`). Every
+stored event runs, several of one class too, after the commit and never after a rollback; a
+failing handler is logged, never turned into an error; no middleware is needed."""
 
 from __future__ import annotations
 

@@ -8,18 +8,13 @@ from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
-# What those waiting are told when the caller running the function was cancelled: its request
-# ended, theirs did not, so one of them runs it instead.
+# Told to those waiting when the caller running the function was cancelled: one of them runs it.
 _ABANDONED = object()
 
 
 class SingleFlight:
-    """`await flights.run(key, function)`: the first caller runs `function()`; callers that
-    come while it runs wait for its result (or its error) instead of running it again.
-
-    When a value expires under load, every request in flight misses it at once: without this,
-    each of them would ask the cache or the database the same question.
-    """
+    """`await flights.run(key, function)`: callers that come while `function()` runs share its
+    result or error, so a value expiring under load is not fetched once per request in flight."""
 
     def __init__(self) -> None:
         self._running: dict[tuple[int, Hashable], asyncio.Future[Any]] = {}
@@ -28,8 +23,7 @@ class SingleFlight:
         loop = asyncio.get_running_loop()
         # Per loop: a future must only be awaited on the loop that made it.
         slot = (id(loop), key)
-        running = self._running.get(slot)
-        if running is not None:
+        if (running := self._running.get(slot)) is not None:
             # Shielded: a caller that gives up does not cancel the run the others wait for.
             value = await asyncio.shield(running)
             if value is _ABANDONED:

@@ -1,11 +1,6 @@
-"""What a valid token still needs checked per request: the user's auth state, a cached read.
-
-The state is loaded by the application's query (`use_auth_state_loader`), on the writer, and
-cached like any other read. Every commit that changes it removes it. Every commit made for the
-user holds it (Cache.hold) for READ_YOUR_WRITES_SECONDS: while it is held, each of their
-requests reads from the writer. That is read-your-writes across processes, with nothing more
-than the cache's own hold rule.
-"""
+"""The user's auth state, checked against every valid token and cached: a commit that changes it
+removes it, and each commit made for the user holds it (Cache.hold), so their next requests read
+from the writer: read-your-writes across processes with nothing but the cache's hold rule."""
 
 from __future__ import annotations
 
@@ -14,8 +9,7 @@ from dataclasses import dataclass
 
 from core.helpers.cache import Cache, Fetched
 
-# Bounds how long a change can go unseen when its removal could not reach the cache (that
-# change answered 503).
+# Bounds how long a change goes unseen when its removal could not reach the cache (it got a 503).
 AUTH_STATE_TTL_SECONDS = 60.0
 
 

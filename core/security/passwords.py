@@ -5,14 +5,11 @@ from __future__ import annotations
 from anyio import CapacityLimiter, to_thread
 from passlib.context import CryptContext
 
-# bcrypt stays listed so hashes imported from older systems verify; "deprecated" makes
-# needs_update() say they should be re-hashed with argon2id after a successful login.
+# bcrypt hashes from older systems still verify, and are re-hashed with argon2id on login.
 _context = CryptContext(schemes=["argon2", "bcrypt"], deprecated="auto", argon2__type="ID")
 
-
-# Hashing is deliberately slow, memory-hungry CPU work (argon2id: 64 MiB each). It runs in
-# worker threads so the event loop keeps serving, and a few at a time, so a burst of logins
-# queues instead of exhausting memory.
+# Hashing is slow, memory-hungry work (argon2id: 64 MiB each): in threads, so the event loop keeps
+# serving, and a few at a time, so a burst of logins queues instead of exhausting memory.
 _hashing_slots = CapacityLimiter(4)
 
 

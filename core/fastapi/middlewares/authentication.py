@@ -1,9 +1,5 @@
-"""Bearer-token authentication as pure ASGI middleware: sets `request.user` for every request.
-
-No Authorization header: the caller is anonymous. A header that is there but wrong in any way
-(malformed, repeated, bad signature, expired, revoked, a refresh token, a deleted user) is
-answered with 401 at once; it never silently degrades to anonymous.
-"""
+"""Bearer-token authentication as pure ASGI middleware: without an Authorization header the caller
+is anonymous; a header that is wrong in any way gets a 401 at once, never silent anonymity."""
 
 from __future__ import annotations
 
@@ -54,11 +50,8 @@ async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
 
 
 class AuthenticationMiddleware:
-    """Sets `scope["user"]` and `scope["auth"]`; a commit made for an authenticated caller also
-    holds their auth state, which keeps their next reads on the writer for a while.
-
-    It must run inside SQLAlchemyMiddleware: it routes the request's session.
-    """
+    """Sets `scope["user"]` and `scope["auth"]`, and makes each commit for the caller hold their
+    auth state; it routes the request's session, so it must run inside SQLAlchemyMiddleware."""
 
     def __init__(self, app: ASGIApp, load_state: LoadAuthState) -> None:
         self.app = app
@@ -77,12 +70,9 @@ class AuthenticationMiddleware:
             if len(headers) > 1:
                 raise InvalidTokenException("Send one Authorization header, not several.")
             user, read_on_writer = await authenticate(headers[0])
-        except CustomException as error:
-            await _refuse(error, scope, receive, send)
-            return
         except Exception as error:
             # Outside the routes, so the route error handlers do not apply here.
-            problem = database_problem(error)
+            problem = error if isinstance(error, CustomException) else database_problem(error)
             if problem is None:
                 raise
             await _refuse(problem, scope, receive, send)

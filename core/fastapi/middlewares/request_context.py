@@ -20,7 +20,7 @@ _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
 class RequestContextMiddleware:
     """Gives each request an id (a sane incoming X-Request-ID, or a new one), returns it in the
-    response, and writes one access log line per request when it ends."""
+    response, and writes one access log line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -34,17 +34,14 @@ class RequestContextMiddleware:
         user_token = user_id_var.set(None)  # set by the Logging dependency once it is known
         started = time.perf_counter()
         status = 500
+        request_id_header = (REQUEST_ID_HEADER, request_id.encode())
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # A new list: the one in the message may belong to a response object reused
-                # across requests.
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (REQUEST_ID_HEADER, request_id.encode()),
-                ]
+                # A new list: the message's may belong to a response reused across requests.
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
@@ -57,7 +54,6 @@ class RequestContextMiddleware:
 
 
 def _log_access(scope: Scope, status: int, started: float) -> None:
-    user = scope.get("user")
     access_logger.info(
         "%s %s %s",
         scope["method"],
@@ -68,7 +64,7 @@ def _log_access(scope: Scope, status: int, started: float) -> None:
             "path": scope["path"],
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "user_id": getattr(user, "id", None) or "-",
+            "user_id": getattr(scope.get("user"), "id", None) or "-",
         },
     )
 

@@ -6,12 +6,8 @@ from core.db import close_session, session_scope
 
 
 class SQLAlchemyMiddleware:
-    """Gives every request its own `session`, and closes it as soon as the response starts.
-
-    A request that never uses the session never creates one, so it opens no connection. A
-    connection goes back to the pool before the body is sent, so slow clients cannot hold
-    them all; code that runs later (a streaming body, background tasks) gets a fresh session.
-    """
+    """Gives every request its own lazily created `session`, closed as the response starts so slow
+    clients cannot hold the pool; later code (streaming, background tasks) gets a fresh one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

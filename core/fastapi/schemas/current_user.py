@@ -5,11 +5,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class CurrentUser:
-    """`request.user`: who is calling, and what the permission checks need to know.
-
-    Anonymous callers have `id=None`. `is_admin` and `permissions` come from the user's current
-    roles (cached briefly and refreshed when they change), not from the token.
-    """
+    """`request.user`: `id=None` when anonymous; `is_admin` and `permissions` come from the
+    user's current roles (cached, refreshed when they change), not from the token."""
 
     id: int | None = None
     is_admin: bool = False
