@@ -1,0 +1,98 @@
+"""Route guards like `PermissionDependency([IsAuthenticated, ...])`:
+the first permission that fails raises 401 for an anonymous caller, else its own exception (403)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from fastapi import Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+
+from core.exceptions import CustomException, ForbiddenException, UnauthorizedException
+from core.fastapi.schemas.current_user import CurrentUser
+
+
+class BasePermission(ABC):
+    exception: type[CustomException] = ForbiddenException
+
+    @abstractmethod
+    async def has_permission(self, request: Request) -> bool: ...
+
+
+class AllowAll(BasePermission):
+    async def has_permission(self, request: Request) -> bool:
+        return True
+
+
+class IsAuthenticated(BasePermission):
+    exception = UnauthorizedException
+
+    async def has_permission(self, request: Request) -> bool:
+        return bool(request.user.is_authenticated)
+
+
+class IsAdmin(BasePermission):
+    async def has_permission(self, request: Request) -> bool:
+        return bool(request.user.is_admin)
+
+
+class HasPermission(BasePermission):
+    """The caller holds `code` through one of their roles (admins hold every code)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    async def has_permission(self, request: Request) -> bool:
+        return bool(request.user.has_permission(self.code))
+
+    def __repr__(self) -> str:
+        return f"HasPermission({self.code!r})"
+
+
+class AnyOf(BasePermission):
+    def __init__(self, *permissions: type[BasePermission] | BasePermission) -> None:
+        self.permissions = _instances(permissions)
+
+    async def has_permission(self, request: Request) -> bool:
+        for permission in self.permissions:
+            if await permission.has_permission(request):
+                return True
+        return False
+
+
+def _instances(
+    permissions: Sequence[type[BasePermission] | BasePermission],
+) -> list[BasePermission]:
+    return [p() if isinstance(p, type) else p for p in permissions]
+
+
+class PermissionDependency(SecurityBase):
+    """Enforces the permissions and returns the CurrentUser; a bearer security scheme, so OpenAPI
+    marks the route as protected and Swagger's Authorize button sends the token."""
+
+    def __init__(self, permissions: Sequence[type[BasePermission] | BasePermission]) -> None:
+        self.permissions = _instances(permissions)
+        self.model = HTTPBearerModel(bearerFormat="JWT")
+        self.scheme_name = "BearerAuth"
+
+    async def __call__(self, request: Request) -> CurrentUser:
+        user: CurrentUser = request.user
+        for permission in self.permissions:
+            if not await permission.has_permission(request):
+                if not user.is_authenticated:
+                    raise UnauthorizedException()
+                raise permission.exception()
+        return user
+
+
+__all__ = [
+    "AllowAll",
+    "AnyOf",
+    "BasePermission",
+    "HasPermission",
+    "IsAdmin",
+    "IsAuthenticated",
+    "PermissionDependency",
+]
