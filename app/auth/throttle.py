@@ -4,7 +4,8 @@ An attempt on an account is reserved before the password is checked, atomically,
 guesses cannot slip past the limit while the slow hash runs. Attempts on a locked account are
 refused without counting against the address, so one attacker hammering one account locks
 that account only, not everyone behind the same address. A successful login clears its
-account's count. Without a cache the throttle is off (it fails open) and says so in the log.
+account's count. While the cache cannot be reached, each process counts on its own (the log
+says so once): the limits hold per process, never off.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from app.auth.exceptions import TooManyLoginAttemptsException
-from core.helpers.cache import Cache
+from core.helpers.cache import BaseBackend, Cache, CacheUnavailableError, InMemoryBackend
+from core.helpers.cache.base import bounded
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class LoginThrottle:
@@ -26,6 +32,21 @@ class LoginThrottle:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.window_seconds = window_seconds
+        # Where attempts are counted while the shared cache cannot be reached.
+        self._local = InMemoryBackend()
+        self._counting_locally = False
+
+    async def _count(self, operation: Callable[[BaseBackend], Awaitable[T]]) -> T:
+        """Run `operation` on the shared cache, or on this process's store when it is down."""
+        try:
+            result = await bounded(lambda: operation(Cache.backend))
+        except CacheUnavailableError as error:
+            if not self._counting_locally:
+                logger.warning("login throttling counts per process: the cache is down (%s)", error)
+                self._counting_locally = True
+            return await operation(self._local)
+        self._counting_locally = False
+        return result
 
     @staticmethod
     def _account(email: str) -> str:
@@ -39,39 +60,28 @@ class LoginThrottle:
         """Count this attempt; raise 429 with Retry-After if the account or address is locked."""
         account_lock, address_lock = self._keys("lock", email, address)
         account_attempts, _ = self._keys("attempts", email, address)
-        try:
-            locks = await Cache.backend.get_many([account_lock, address_lock])
-            self._refuse_if_locked(locks)
-            if await Cache.backend.incr(account_attempts, self.window_seconds) > self.account_limit:
-                await self._lock(account_lock)
-                raise TooManyLoginAttemptsException(retry_after=self.window_seconds)
-        except TooManyLoginAttemptsException:
-            raise
-        except Exception as error:
-            logger.warning("login throttling is off: the cache is unavailable (%r)", error)
+        self._refuse_if_locked(
+            await self._count(lambda b: b.get_many([account_lock, address_lock]))
+        )
+        attempts = await self._count(lambda b: b.incr(account_attempts, self.window_seconds))
+        if attempts > self.account_limit:
+            await self._lock(account_lock)
+            raise TooManyLoginAttemptsException(retry_after=self.window_seconds)
 
     async def record_failure(self, email: str, address: str) -> None:
         _, address_failures = self._keys("failures", email, address)
         _, address_lock = self._keys("lock", email, address)
-        try:
-            if (
-                await Cache.backend.incr(address_failures, self.window_seconds)
-                >= self.address_limit
-            ):
-                await self._lock(address_lock)
-        except Exception as error:
-            logger.warning("login throttling is off: the cache is unavailable (%r)", error)
+        failures = await self._count(lambda b: b.incr(address_failures, self.window_seconds))
+        if failures >= self.address_limit:
+            await self._lock(address_lock)
 
     async def record_success(self, email: str) -> None:
         account_attempts, _ = self._keys("attempts", email, "")
-        try:
-            await Cache.backend.delete(account_attempts)
-        except Exception as error:
-            logger.warning("could not reset login attempts (%r)", error)
+        await self._count(lambda b: b.delete(account_attempts))
 
     async def _lock(self, key: str) -> None:
         unlock_at = str(time.time() + self.window_seconds).encode()
-        await Cache.backend.set(key, unlock_at, self.window_seconds)
+        await self._count(lambda b: b.set(key, unlock_at, self.window_seconds))
 
     @staticmethod
     def _refuse_if_locked(locks: list[bytes | None]) -> None:
