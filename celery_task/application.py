@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from celery_task.configurator import CeleryConfigurator
 from celery_task.loops import loop_running_here, run_eager, start_eager
 from core.config import config
-from core.db import after_commit, commit_batch, in_transaction
+from core.db import commit_batch
 from core.exceptions import ServiceUnavailableException
 from core.logging import request_id_var
 
@@ -90,12 +90,8 @@ class AppTask(Task):  # type: ignore[misc]
     def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> AsyncResult:
         """For synchronous code; async code awaits `aapply_async`, which never blocks its loop."""
         options = self._prepared(options)
-        # Sync code cannot await after_commit; a commit batch is core.db's after-commit path
-        # for it, and publishes all the sends of the transaction in one go.
-        publishes = commit_batch(_PUBLISHES_AFTER_COMMIT, _publish_all)
-        if publishes is not None:
-            publishes.append(functools.partial(self._publish, args, kwargs, options))
-            return self.AsyncResult(options["task_id"])
+        if (deferred := self._after_commit(args, kwargs, options)) is not None:
+            return deferred
         if loop_running_here():
             if self.app.conf.task_always_eager:
                 # Called from async code: the task runs on the eager thread, not on this loop.
@@ -109,15 +105,22 @@ class AppTask(Task):  # type: ignore[misc]
     ) -> AsyncResult:
         """`apply_async` for async code: published after commit inside `@Transactional`."""
         options = self._prepared(options)
-        publish = functools.partial(self._publish, args, kwargs, options)
-        if in_transaction():
-            await after_commit(lambda: _off_the_loop(publish))
-            return self.AsyncResult(options["task_id"])
-        return await _off_the_loop(publish)
+        if (deferred := self._after_commit(args, kwargs, options)) is not None:
+            return deferred
+        return await _off_the_loop(functools.partial(self._publish, args, kwargs, options))
 
     async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         """`delay` for async code."""
         return await self.aapply_async(args, kwargs)
+
+    def _after_commit(self, args: Any, kwargs: Any, options: dict[str, Any]) -> AsyncResult | None:
+        """Inside `@Transactional`, queue the send for after the commit (core.db's commit
+        batch: every send of the transaction is published in one go, off the loop)."""
+        publishes = commit_batch(_PUBLISHES_AFTER_COMMIT, _publish_all)
+        if publishes is None:
+            return None
+        publishes.append(functools.partial(self._publish, args, kwargs, options))
+        return self.AsyncResult(options["task_id"])
 
     def _prepared(self, options: dict[str, Any]) -> dict[str, Any]:
         # The id is fixed now: a send deferred to after the commit still answers with it.
