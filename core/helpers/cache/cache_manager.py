@@ -39,7 +39,6 @@ from core.config import config
 from core.db import commit_batch
 from core.exceptions import ServiceUnavailableException
 from core.helpers.cache.base import (
-    TOMBSTONE,
     BaseBackend,
     BaseKeyMaker,
     CacheUnavailableError,
@@ -306,6 +305,6 @@ def _spec_of(function: Callable[..., Any], args: Any) -> tuple[CachedFunction, A
     return spec, args
 
 
-__all__ = ["TOMBSTONE", "Cache", "CacheManager", "ChangeNotPropagatedException", "Fetched"]
+__all__ = ["Cache", "CacheManager", "ChangeNotPropagatedException", "Fetched"]
 
 Cache = CacheManager()
