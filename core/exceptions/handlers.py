@@ -192,8 +192,6 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CustomException, _custom)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    database_errors: tuple[type[Exception], ...] = (sa_exc.DBAPIError, *DATABASE_UNAVAILABLE_ERRORS)
-    for error in database_errors:
-        app.add_exception_handler(error, _server_error)
-    # For what escapes even UnhandledErrorMiddleware (an error in the middleware around it).
+    # Database and other unexpected errors are answered by UnhandledErrorMiddleware, one place
+    # for routes and middleware; this catches what escapes it (the middleware around it).
     app.add_exception_handler(Exception, _server_error)
