@@ -4,6 +4,7 @@
 --
 -- An entry is "<user id> <token>" or a bare token. Modes:
 --   bearer   GET the URL with "Authorization: Bearer <token>"
+--   anonymous  GET the URL with no Authorization header (entries are only counted)
 --   refresh  POST {"refresh_token": <token>}, from an address of its own (X-Forwarded-For)
 --   patch    PATCH /api/v1/users/<user id> {"nickname": ...} as that user, a new name each time
 --   list     GET the URL plus "<parameter>=<cursor>", the cursor picked at random per request
@@ -48,6 +49,9 @@ function request()
       math.floor(position / 256) % 256, position % 256)
     local headers = { ["Content-Type"] = "application/json", ["X-Forwarded-For"] = address }
     return wrk.format("POST", nil, headers, '{"refresh_token":"' .. entry.token .. '"}')
+  end
+  if mode == "anonymous" then
+    return wrk.format("GET", nil, {})
   end
   local headers = { ["Authorization"] = "Bearer " .. entry.token }
   if mode == "patch" then
