@@ -13,16 +13,16 @@ from celery import Celery, Task
 from celery.exceptions import BackendGetMetaError
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
-from kombu.utils.uuid import uuid
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from celery_task.configurator import CeleryConfigurator
 from celery_task.loops import loop_running_here, run_eager, start_eager
+from celery_task.ownership import task_id_for
 from core.config import config
 from core.db import commit_batch
 from core.exceptions import ServiceUnavailableException
-from core.logging import request_id_var
+from core.logging import request_id_var, user_id_var
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class AppTask(Task):  # type: ignore[misc]
 
     def _prepared(self, options: dict[str, Any]) -> dict[str, Any]:
         # The id is fixed now: a send deferred to after the commit still answers with it.
-        options = {**options, "task_id": options.get("task_id") or uuid()}
+        task_id = options.get("task_id") or task_id_for(user_id_var.get())
+        options = {**options, "task_id": task_id}
         headers = options["headers"] = dict(options.get("headers") or {})
         if (request_id := request_id_var.get()) is not None:
             headers.setdefault("request_id", request_id)

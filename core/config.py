@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     LOG_JSON: bool = False
 
+    # Accounts by email: mail, email tokens, verification, cookie refresh.
+    MAIL_BACKEND: Literal["console", "smtp"] | None = None
+    MAIL_FROM: str = "no-reply@localhost"
+    SMTP_HOST: str = "127.0.0.1"
+    SMTP_PORT: int = Field(default=1025, ge=1, le=65535)
+    SMTP_USER: str | None = None
+    SMTP_PASSWORD: str | None = None
+    SMTP_TLS: Literal["none", "starttls", "tls"] = "none"
+    FRONTEND_URL: str = "http://127.0.0.1:3000"
+    EMAIL_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)
+    EMAIL_VERIFICATION_REQUIRED: bool = False
+    REFRESH_TOKEN_COOKIE: bool = False
+    REFRESH_TOKEN_REUSE_GRACE_SECONDS: float = Field(default=0, ge=0)
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -93,6 +107,9 @@ class Settings(BaseSettings):
             self.CELERY_TASK_ALWAYS_EAGER = self.CELERY_BROKER_URL is None
         if self.DOCS_ENABLED is None:
             self.DOCS_ENABLED = self.ENV != "prod"
+        if self.MAIL_BACKEND is None:
+            # dev points at the compose stack's Mailpit (SMTP_HOST/SMTP_PORT defaults).
+            self.MAIL_BACKEND = "console" if self.ENV == "local" else "smtp"
         return self
 
     @property

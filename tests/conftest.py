@@ -1,4 +1,5 @@
-"""The suite runs against real servers: a PostgreSQL primary with a streaming replica, and Redis.
+"""The suite runs against real servers: a PostgreSQL primary with a streaming replica, Redis and
+an SMTP server.
 
 They are started once per test session from the machine's binaries (tests/servers.py) and
 stopped at the end. Settings reach the code the way they reach a deployment: environment
@@ -24,6 +25,7 @@ from tests.servers import ServerStack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-keys"
+FRONTEND_URL = "http://frontend.test"
 
 
 def alembic_config(url: str) -> Config:
@@ -53,6 +55,10 @@ def test_settings(stack: ServerStack) -> Iterator[None]:
         "CELERY_BROKER_URL": stack.redis.url_for(1),
         "CELERY_BACKEND_URL": stack.redis.url_for(2),
         "JWT_SECRET_KEY": TEST_JWT_SECRET,
+        "MAIL_BACKEND": "smtp",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(stack.smtp.port),
+        "FRONTEND_URL": FRONTEND_URL,
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)

@@ -1,4 +1,5 @@
-"""Throwaway PostgreSQL (primary + streaming replica) and Redis servers for tests and benchmarks.
+"""Throwaway PostgreSQL (primary + streaming replica), Redis and SMTP servers for tests and
+benchmarks.
 
 Everything lives in one temporary directory and listens on free ports on 127.0.0.1, so several
 stacks can run side by side and nothing touches the machine's own services.
@@ -28,8 +29,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 from types import TracebackType
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 __all__ = [
     "CeleryProcess",
@@ -39,6 +46,7 @@ __all__ = [
     "ServerBinaries",
     "ServerError",
     "ServerStack",
+    "SmtpServer",
     "beat_command",
     "find_binaries",
     "flower_command",
@@ -529,11 +537,38 @@ class CeleryProcess:
 _live_stacks: list[ServerStack] = []
 
 
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on a thread of this process; it keeps what it receives."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[EmailMessage] = []
+        self._controller: Controller | None = None
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        self.messages.append(message_from_bytes(content, _class=EmailMessage, policy=default))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        self._controller = Controller(self, hostname=LOCALHOST, port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def sent_to(self, address: str) -> list[EmailMessage]:
+        return [message for message in self.messages if message["To"] == address]
+
+
 @dataclass(eq=False)
 class ServerStack:
     primary: PostgresServer
     replica: PostgresServer
     redis: RedisServer
+    smtp: SmtpServer
     root: Path
     remove_root: bool = True
     startup_seconds: float = 0.0
@@ -569,6 +604,7 @@ class ServerStack:
             except Exception as exc:
                 errors.append(exc)
         self.redis.stop()
+        self.smtp.stop()
         if self in _live_stacks:
             _live_stacks.remove(self)
         if self.remove_root and not any(
@@ -612,7 +648,7 @@ def start_stack(root: Path | None = None) -> ServerStack:
     for directory in (root, socket_dir, log_dir):
         _chown_for(directory, os_user)
 
-    primary_port, replica_port, redis_port = free_ports(3)
+    primary_port, replica_port, redis_port, smtp_port = free_ports(4)
 
     def postgres(name: str, port: int) -> PostgresServer:
         return PostgresServer(
@@ -629,12 +665,14 @@ def start_stack(root: Path | None = None) -> ServerStack:
         primary=postgres("primary", primary_port),
         replica=postgres("replica", replica_port),
         redis=RedisServer(port=redis_port, dir=root / "redis", binary=binaries.redis_server),
+        smtp=SmtpServer(smtp_port),
         root=root,
         remove_root=remove_root,
     )
     _live_stacks.append(stack)
     try:
         stack.redis.spawn()
+        stack.smtp.start()
         stack.primary.initdb()
         stack.primary.start()
         stack.primary.psql(f"CREATE DATABASE {APP_DATABASE}", database="postgres")

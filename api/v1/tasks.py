@@ -5,14 +5,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 
-from celery_task import call_broker, celery_app
+from celery_task import call_broker, caused_by, celery_app
+from core.exceptions import NotFoundException
 from core.fastapi.dependencies import IsAuthenticated, PermissionDependency
+from core.fastapi.schemas.current_user import CurrentUser
 
-router = APIRouter(
-    prefix="/tasks",
-    tags=["tasks"],
-    dependencies=[Depends(PermissionDependency([IsAuthenticated]))],
-)
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+class TaskNotFoundException(NotFoundException):
+    error_code = "TASK__NOT_FOUND"
+    detail = "You have caused no task with this id."
+
 
 TaskId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -38,7 +42,12 @@ def _read_status(task_id: str) -> TaskStatus:
 
 
 @router.get("/{task_id}", response_model=TaskStatus)
-async def get_task(task_id: TaskId) -> TaskStatus:
-    """A background task's state (PENDING also for ids nobody knows) and its result."""
+async def get_task(
+    task_id: TaskId, user: CurrentUser = Depends(PermissionDependency([IsAuthenticated]))
+) -> TaskStatus:
+    """A task's state (PENDING also for ids nobody knows) and result: yours, or any for admins."""
+    assert user.id is not None
+    if not (user.is_admin or caused_by(task_id, user.id)):
+        raise TaskNotFoundException()
     # The result backend client is synchronous: off the event loop, and 503 when out of reach.
     return await call_broker(lambda: _read_status(task_id))

@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 
+from api.v1.auth import client_address
+from app.auth import PasswordRequest, QueuedTask, auth_service
 from app.role import UserRolesRead, UserRolesUpdate, role_service
-from app.user import IsSelf, User, UserCreate, UserPage, UserRead, UserUpdate, user_service
+from app.user import (
+    IsSelf,
+    User,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+    account_service,
+    user_service,
+)
 from core.fastapi.dependencies import (
     AnyOf,
     HasPermission,
@@ -28,9 +38,9 @@ deleter = PermissionDependency([IsAuthenticated, HasPermission("users:delete")])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserRead)
-async def register_user(body: UserCreate) -> User:
-    """Register a new account."""
-    return await user_service.register(body)
+async def register_user(body: UserCreate, request: Request) -> User:
+    """Register a new account; a verification link is mailed to it."""
+    return await auth_service.register(body, client_address(request))
 
 
 @router.get("/me", response_model=UserRead)
@@ -38,6 +48,17 @@ async def read_me(user: CurrentUser = Depends(authenticated)) -> UserRead:
     """The caller's own account."""
     assert user.id is not None
     return await user_service.get_read(user.id)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(
+    body: PasswordRequest, request: Request, user: CurrentUser = Depends(authenticated)
+) -> Response:
+    """Delete your own account (send your password); your tokens stop working at once."""
+    assert user.id is not None
+    await auth_service.check_password(user.id, body.password, client_address(request))
+    await user_service.delete(user.id, by_admin=user.is_admin)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("", response_model=UserPage, dependencies=[Depends(admin)])
@@ -57,35 +78,36 @@ async def get_user(user_id: UserId) -> UserRead:
 
 @router.patch("/{user_id}", response_model=UserRead)
 async def update_user(
-    user_id: UserId, body: UserUpdate, caller: CurrentUser = Depends(self_or_admin)
+    user_id: UserId,
+    body: UserUpdate,
+    request: Request,
+    caller: CurrentUser = Depends(self_or_admin),
 ) -> UserRead:
-    """Change nickname or password (yours needs current_password); ends the user's sessions."""
-    own_password = caller.id == user_id and not caller.is_admin
-    return await user_service.update(user_id, body, require_current_password=own_password)
+    """Change nickname, password or email (your password and any email need current_password)."""
+    # A stolen access token must not become the account: admins prove it too.
+    if body.email is not None or (caller.id == user_id and body.password is not None):
+        await auth_service.check_password(user_id, body.current_password, client_address(request))
+    if body.email is not None:
+        await account_service.request_email_change(user_id, body.email)
+    return await user_service.update(user_id, body)
 
 
-@router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(deleter)]
-)
-async def delete_user(user_id: UserId) -> Response:
-    """Soft-delete a user; their tokens stop working at once."""
-    await user_service.delete(user_id)
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_user(user_id: UserId, caller: CurrentUser = Depends(deleter)) -> Response:
+    """Soft-delete a user; their tokens stop working at once (admins only by admins)."""
+    await user_service.delete(user_id, by_admin=caller.is_admin)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-class QueuedTask(BaseModel):
-    task_id: str
-
-
 @router.post(
-    "/{user_id}/welcome-email",
+    "/{user_id}/verification-email",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=QueuedTask,
     dependencies=[Depends(admin)],
 )
-async def resend_welcome_email(user_id: UserId) -> QueuedTask:
-    """Queue the welcome mail again; follow it at /api/v1/tasks/{task_id}."""
-    return QueuedTask(task_id=await user_service.send_welcome_email(user_id))
+async def send_verification_email(user_id: UserId) -> QueuedTask:
+    """Mail the user a new verification link; follow it at /api/v1/tasks/{task_id}."""
+    return QueuedTask(task_id=await user_service.send_verification_email(user_id))
 
 
 @router.put("/{user_id}/roles", response_model=UserRolesRead, dependencies=[Depends(admin)])

@@ -1,4 +1,9 @@
-from core.exceptions import TooManyRequestsException, UnauthorizedException
+from core.exceptions import (
+    ForbiddenException,
+    NotFoundException,
+    TooManyRequestsException,
+    UnauthorizedException,
+)
 from core.security.tokens import TokenRevokedException
 
 
@@ -16,3 +21,13 @@ class TooManyLoginAttemptsException(TooManyRequestsException):
 class RefreshTokenReusedException(TokenRevokedException):
     error_code = "AUTH__REFRESH_TOKEN_REUSED"
     detail = "This refresh token was already used; the session has been ended. Log in again."
+
+
+class SessionNotFoundException(NotFoundException):
+    error_code = "AUTH__SESSION_NOT_FOUND"
+    detail = "You have no such session."
+
+
+class CsrfException(ForbiddenException):
+    error_code = "AUTH__CSRF"
+    detail = "A refresh by cookie needs an X-CSRF-Token header equal to the csrf_token cookie."

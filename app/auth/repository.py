@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ class AuthSessionRepository:
         return await session.get(AuthSession, session_id)
 
     async def rotate(
-        self, session_id: str, used_jti: str, new_jti: str, expires_at: datetime
+        self, session_id: str, used_jti: str, new_jti: str, expires_at: datetime, now: datetime
     ) -> int | None:
         """Swap the session's refresh token id if `used_jti` is still the current one.
 
@@ -49,11 +50,47 @@ class AuthSessionRepository:
                 AuthSession.revoked_at.is_(None),
                 AuthSession.expires_at > utcnow(),
             )
-            .values(refresh_jti=new_jti, expires_at=expires_at)
+            .values(
+                refresh_jti=new_jti,
+                expires_at=expires_at,
+                previous_jti=used_jti,
+                rotated_at=now,
+                last_used_at=now,
+            )
             .returning(AuthSession.user_id)
             .execution_options(synchronize_session=False)
         )
         return (await session.execute(statement)).scalar_one_or_none()
+
+    async def live(self, user_id: int) -> Sequence[AuthSession]:
+        """The user's sessions that can still refresh, newest first."""
+        query = (
+            select(AuthSession)
+            .join(User, User.id == AuthSession.user_id)
+            .where(
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > utcnow(),
+                AuthSession.token_version == User.token_version,
+            )
+            .order_by(AuthSession.created_at.desc(), AuthSession.id)
+        )
+        return (await session.execute(query)).scalars().all()
+
+    async def revoke_owned(self, session_id: str, user_id: int) -> bool:
+        """Revoke the session if it is `user_id`'s and live; whether it was."""
+        statement = (
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.user_id == user_id,
+                AuthSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+            .returning(AuthSession.id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await session.execute(statement)).first() is not None
 
     async def revoke(self, session_id: str) -> None:
         await session.execute(
@@ -73,40 +110,45 @@ class AuthSessionRepository:
         """Everything a user's auth state is made of, in one statement: one round trip, and one
         snapshot (no change can fall between its parts)."""
         rows = (await session.execute(_auth_state_rows(user_id, revoked_since))).all()
-        user: tuple[int, bool, bool] | None = None
+        user: tuple[int, bool, str | None] | None = None
         permissions: set[str] = set()
         revoked: set[str] = set()
         for kind, number, flag, text in rows:
             if kind == "user":
-                user = (number, flag, text is not None)
+                user = (number, flag, text)
             elif kind == "permissions":
                 permissions.update(orjson.loads(text))
             else:
                 revoked.add(text)
         if user is None:
             return None
-        token_version, is_admin, active = user
-        if not active:
+        token_version, is_admin, liveness = user
+        if liveness is None:
             return INACTIVE
         return AuthState(
             active=True,
             token_version=token_version,
             is_admin=is_admin,
+            is_verified=liveness == "verified",
             permissions=frozenset(permissions),
             revoked_sessions=frozenset(revoked),
         )
 
 
 def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[Any]:
-    """Rows of (kind, number, flag, text): one "user" row (token version, admin flag, "live"
-    unless deleted), a "permissions" row per role (its JSON list) and a "revoked" row per
+    """Rows of (kind, number, flag, text): one "user" row (token version, admin flag, "verified"
+    or "live" unless deleted), a "permissions" row per role (its JSON list) and a "revoked" row per
     session revoked since `revoked_since`."""
     users, roles, sessions = User.__table__.c, Role.__table__.c, AuthSession.__table__.c
     user = select(
         literal_column("'user'").label("kind"),
         users.token_version.label("number"),
         users.is_admin.label("flag"),
-        case((users.deleted_at.is_(None), literal_column("'live'"))).label("text"),
+        case(
+            (users.deleted_at.is_not(None), null()),
+            (users.is_verified, literal_column("'verified'")),
+            else_=literal_column("'live'"),
+        ).label("text"),
     ).where(users.id == user_id)
     permissions: Select[str, None, None, str] = (
         select(literal_column("'permissions'"), null(), null(), cast(roles.permissions, Text))

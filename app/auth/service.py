@@ -2,18 +2,31 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from app.auth.exceptions import InvalidCredentialsException, RefreshTokenReusedException
+from app.auth.exceptions import (
+    InvalidCredentialsException,
+    RefreshTokenReusedException,
+    SessionNotFoundException,
+)
 from app.auth.models import AuthSession
 from app.auth.repository import AuthSessionRepository
 from app.auth.schemas import LoginRequest, TokenPair
 from app.auth.throttle import LoginThrottle, login_throttle
-from app.user import user_service
+from app.user import (
+    User,
+    UserCreate,
+    WrongCurrentPasswordException,
+    send_password_reset,
+    send_verification_email,
+    user_service,
+)
 from core.config import config
 from core.db import Transactional, databases, session_scope, use_writer
 from core.db.base import utcnow
 from core.exceptions.handlers import is_database_unavailable
+from core.fastapi.dependencies import EmailNotVerifiedException
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.auth_state import AuthState, forget_auth_state, hold_auth_state
 from core.security.passwords import hash_password, verify_password
@@ -38,7 +51,9 @@ class AuthService:
         self.throttle = throttle or login_throttle
         self._dummy_hash: str | None = None
 
-    async def login(self, data: LoginRequest, client_address: str) -> TokenPair:
+    async def login(
+        self, data: LoginRequest, client_address: str, user_agent: str | None = None
+    ) -> TokenPair:
         await self.throttle.reserve_attempt(data.email, client_address)
         # Read on the writer (a replica may not have the account yet), in a session that is
         # closed again before the slow password check.
@@ -53,11 +68,18 @@ class AuthService:
             await self.throttle.record_failure(data.email, client_address)
             raise InvalidCredentialsException()
         await self.throttle.record_success(data.email)
+        if config.EMAIL_VERIFICATION_REQUIRED and not credentials.is_verified:
+            raise EmailNotVerifiedException()
         if upgraded_hash is not None:
             await user_service.upgrade_password_hash(
                 credentials.user_id, credentials.password_hash, upgraded_hash
             )
-        return await self._start_session(credentials.user_id, credentials.token_version)
+        return await self._start_session(
+            credentials.user_id,
+            credentials.token_version,
+            client_address,
+            (user_agent or "")[:255] or None,
+        )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         claims = decode_token(refresh_token, "refresh")
@@ -71,8 +93,50 @@ class AuthService:
         if user.id is not None and user.session_id is not None:
             await self._revoke(user.session_id, user.id)
 
+    async def register(self, data: UserCreate, client_address: str) -> User:
+        await self.throttle.reserve("register", data.email, client_address)
+        return await user_service.register(data)
+
+    async def resend_verification(self, user_id: int, client_address: str) -> str:
+        """Queue a new verification mail; the task's id."""
+        user = await user_service.get(user_id)
+        await self.throttle.reserve("verify_resend", user.email, client_address)
+        return str((await send_verification_email.adelay(user_id)).id)
+
+    async def forgot_password(self, email: str, client_address: str) -> None:
+        """The same work whether or not `email` has an account: the worker finds out."""
+        await self.throttle.reserve("forgot_password", email, client_address)
+        await send_password_reset.adelay(email)
+
+    async def logout_all(self, user_id: int) -> None:
+        """Every session of the user ends, this one too."""
+        await user_service.end_all_sessions(user_id)
+
+    async def sessions(self, user_id: int) -> Sequence[AuthSession]:
+        # On the writer: a session just started or ended shows as such at once.
+        use_writer()
+        return await self.repository.live(user_id)
+
     @Transactional()
-    async def _start_session(self, user_id: int, token_version: int) -> TokenPair:
+    async def end_session(self, user_id: int, session_id: str) -> None:
+        if not await self.repository.revoke_owned(session_id, user_id):
+            raise SessionNotFoundException()
+        await forget_auth_state(user_id)
+
+    async def check_password(self, user_id: int, password: str | None, address: str) -> None:
+        """The caller proves they know their password; failures count as failed logins."""
+        user = await user_service.get(user_id)
+        await self.throttle.reserve_attempt(user.email, address)
+        valid, _ = await verify_password(password or "", user.password_hash)
+        if not valid:
+            await self.throttle.record_failure(user.email, address)
+            raise WrongCurrentPasswordException()
+        await self.throttle.record_success(user.email)
+
+    @Transactional()
+    async def _start_session(
+        self, user_id: int, token_version: int, ip: str, user_agent: str | None
+    ) -> TokenPair:
         session_id, refresh_jti = new_token_id(), new_token_id()
         tokens, refresh_claims = self._issue(user_id, session_id, refresh_jti, token_version)
         await self.repository.add(
@@ -81,6 +145,9 @@ class AuthService:
                 user_id=user_id,
                 refresh_jti=refresh_jti,
                 expires_at=refresh_claims.expires_at,
+                token_version=token_version,
+                ip=ip[:64],
+                user_agent=user_agent,
             )
         )
         # A write of the user's: the hold sends their next reads to the writer.
@@ -90,18 +157,27 @@ class AuthService:
     @Transactional()
     async def _rotate(self, claims: TokenClaims) -> TokenPair | None:
         """The new pair, or None when the token was valid but already used (a replay)."""
+        # Whole seconds, as the tokens carry them: the pair can be signed again identically.
+        now = utcnow().replace(microsecond=0)
         new_jti = new_token_id()
         tokens, refresh_claims = self._issue(
-            claims.user_id, claims.session_id, new_jti, claims.token_version
+            claims.user_id, claims.session_id, new_jti, claims.token_version, now
         )
         rotated_for = await self.repository.rotate(
-            claims.session_id, claims.jti, new_jti, refresh_claims.expires_at
+            claims.session_id, claims.jti, new_jti, refresh_claims.expires_at, now
         )
         if rotated_for is None:
             known = await self.repository.get(claims.session_id)
             if known is None or known.revoked_at is not None or known.expires_at <= utcnow():
                 raise TokenRevokedException()
-            return None
+            if not self._within_grace(known, claims.jti):
+                return None
+            # Two tabs refreshed at once: the later one gets the pair the first one got.
+            assert known.rotated_at is not None
+            rotated_for = known.user_id
+            tokens, _ = self._issue(
+                known.user_id, known.id, known.refresh_jti, claims.token_version, known.rotated_at
+            )
         user = await self.repository.user_state(claims.user_id)
         if rotated_for != claims.user_id or user is None:
             raise TokenRevokedException()
@@ -116,14 +192,31 @@ class AuthService:
         await forget_auth_state(user_id)
 
     @staticmethod
+    def _within_grace(known: AuthSession, used_jti: str) -> bool:
+        grace = config.REFRESH_TOKEN_REUSE_GRACE_SECONDS
+        return (
+            grace > 0
+            and known.previous_jti == used_jti
+            and known.rotated_at is not None
+            and (utcnow() - known.rotated_at).total_seconds() < grace
+        )
+
+    @staticmethod
     def _issue(
-        user_id: int, session_id: str, refresh_jti: str, token_version: int
+        user_id: int,
+        session_id: str,
+        refresh_jti: str,
+        token_version: int,
+        now: datetime | None = None,
     ) -> tuple[TokenPair, TokenClaims]:
+        # The pair shares one id, so the same claims always sign into the same pair.
         access, _ = encode_token(
             user_id=user_id,
             token_type="access",
             session_id=session_id,
             token_version=token_version,
+            jti=refresh_jti,
+            now=now,
         )
         refresh, refresh_claims = encode_token(
             user_id=user_id,
@@ -131,6 +224,7 @@ class AuthService:
             session_id=session_id,
             token_version=token_version,
             jti=refresh_jti,
+            now=now,
         )
         tokens = TokenPair(
             access_token=access,

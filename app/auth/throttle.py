@@ -79,6 +79,19 @@ class LoginThrottle:
         account_attempts, _ = self._keys("attempts", email, "")
         await self._count(lambda b: b.delete(account_attempts))
 
+    async def reserve(self, action: str, email: str, address: str) -> None:
+        """Count one `action` ("register", "forgot_password", ...) for the account and for the
+        address; past either limit within the window, 429 with Retry-After."""
+        account_key = f"{action}:account:{self._account(email)}"
+        address_key = f"{action}:address:{address}"
+        on_account = await self._count(lambda b: b.incr(account_key, self.window_seconds))
+        on_address = await self._count(lambda b: b.incr(address_key, self.window_seconds))
+        if on_account > self.account_limit or on_address > self.address_limit:
+            raise TooManyLoginAttemptsException(
+                "Too many requests of this kind; wait before trying again.",
+                retry_after=self.window_seconds,
+            )
+
     async def _lock(self, key: str) -> None:
         unlock_at = str(time.time() + self.window_seconds).encode()
         await self._count(lambda b: b.set(key, unlock_at, self.window_seconds))

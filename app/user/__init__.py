@@ -1,12 +1,21 @@
-from app.user.exceptions import DuplicateEmailException, UserNotFoundException
+from app.user.account import AccountService, account_service
+from app.user.exceptions import (
+    DuplicateEmailException,
+    UserNotFoundException,
+    WrongCurrentPasswordException,
+)
 from app.user.models import User
 from app.user.permissions import IsSelf
-from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
+from app.user.schemas import Email, Password, UserCreate, UserPage, UserRead, UserUpdate
 from app.user.service import UserService, user_service
+from app.user.tasks import send_password_reset, send_verification_email
 
 __all__ = [
+    "AccountService",
     "DuplicateEmailException",
+    "Email",
     "IsSelf",
+    "Password",
     "User",
     "UserCreate",
     "UserNotFoundException",
@@ -14,5 +23,9 @@ __all__ = [
     "UserRead",
     "UserService",
     "UserUpdate",
+    "WrongCurrentPasswordException",
+    "account_service",
+    "send_password_reset",
+    "send_verification_email",
     "user_service",
 ]

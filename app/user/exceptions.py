@@ -24,3 +24,18 @@ class InvalidCursorException(BadRequestException):
 class WrongCurrentPasswordException(ForbiddenException):
     error_code = "USER__WRONG_CURRENT_PASSWORD"
     detail = "To change your password, send your current one as current_password."
+
+
+class InvalidEmailTokenException(BadRequestException):
+    error_code = "AUTH__INVALID_EMAIL_TOKEN"
+    detail = "The link is not valid: it is unknown, used, expired or meant for something else."
+
+
+class AdminDeletionForbiddenException(ForbiddenException):
+    error_code = "USER__ADMIN_DELETION_FORBIDDEN"
+    detail = "Only an admin may delete an admin."
+
+
+class LastAdminException(ConflictException):
+    error_code = "USER__LAST_ADMIN"
+    detail = "This is the last active admin; make another admin first."

@@ -14,13 +14,21 @@ class Credentials(NamedTuple):
     user_id: int
     password_hash: str
     token_version: int
+    is_verified: bool
 
 
 # What the API shows of a user, read as plain table columns: a statement without ORM entities
 # skips the ORM's compile and loading steps, and there are no objects to build for a response.
 _users = User.__table__.c
-PUBLIC_COLUMNS = (_users.id, _users.email, _users.nickname, _users.is_admin, _users.created_at)
-PublicRow = Row[int, str, str, bool, datetime]
+PUBLIC_COLUMNS = (
+    _users.id,
+    _users.email,
+    _users.nickname,
+    _users.is_admin,
+    _users.is_verified,
+    _users.created_at,
+)
+PublicRow = Row[int, str, str, bool, bool, datetime]
 # Built once: constructing a statement costs more than the database takes to answer it.
 _PUBLIC_BY_ID = select(*PUBLIC_COLUMNS).where(
     _users.id == bindparam("user_id"), _users.deleted_at.is_(None)
@@ -44,14 +52,29 @@ class UserRepository:
         query = select(User).where(User.email == email.lower(), User.deleted_at.is_(None))
         return (await session.execute(query)).scalar_one_or_none()
 
+    async def email_taken(self, email: str) -> bool:
+        """Whether any account, a deleted one included, has `email`."""
+        query = select(User.id).where(User.email == email.lower())
+        return (await session.execute(query)).first() is not None
+
     async def lock(self, user_id: int) -> User | None:
         """The live user, its row locked until the transaction ends."""
         query = select(User).where(User.id == user_id, User.deleted_at.is_(None)).with_for_update()
         return (await session.execute(query)).scalar_one_or_none()
 
+    async def lock_admins(self) -> int:
+        """Lock every live admin's row until the transaction ends; how many there are."""
+        query = (
+            select(User.id)
+            .where(User.is_admin, User.deleted_at.is_(None))
+            .order_by(User.id)
+            .with_for_update()
+        )
+        return len((await session.execute(query)).all())
+
     async def credentials(self, email: str) -> Credentials | None:
         """What a login checks."""
-        query = select(User.id, User.password_hash, User.token_version).where(
+        query = select(User.id, User.password_hash, User.token_version, User.is_verified).where(
             User.email == email.lower(), User.deleted_at.is_(None)
         )
         row = (await session.execute(query)).one_or_none()

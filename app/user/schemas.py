@@ -27,6 +27,8 @@ class UserUpdate(BaseModel):
 
     nickname: Nickname | None = None
     password: Password | None = None
+    # Applied once confirmed from the new address; needs current_password.
+    email: Email | None = None
     current_password: EncodableText | None = Field(default=None, max_length=128)
 
 
@@ -37,6 +39,7 @@ class UserRead(BaseModel):
     email: str
     nickname: str
     is_admin: bool
+    is_verified: bool
     created_at: datetime
 
 

@@ -6,23 +6,29 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from app.user.events import UserCreated, UserCreatedParameter
+from app.user.events import (
+    UserCreated,
+    UserCreatedParameter,
+    UserDeleted,
+    UserDeletedParameter,
+)
 from app.user.exceptions import (
+    AdminDeletionForbiddenException,
     DuplicateEmailException,
     InvalidCursorException,
+    LastAdminException,
     UserNotFoundException,
-    WrongCurrentPasswordException,
 )
 from app.user.models import User
 from app.user.repository import Credentials, UserRepository
 from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
-from app.user.tasks import send_welcome_email
+from app.user.tasks import send_verification_email
 from core.db import Transactional, session_scope, use_writer
 from core.db.base import utcnow
 from core.helpers.cache import Cache, CacheTag
 from core.helpers.event import event_handler
 from core.security.auth_state import forget_auth_state
-from core.security.passwords import hash_password, verify_password
+from core.security.passwords import hash_password
 
 
 def encode_cursor(user_id: int) -> str:
@@ -44,10 +50,16 @@ class UserService:
     def __init__(self, repository: UserRepository | None = None) -> None:
         self.repository = repository or UserRepository()
 
-    @Transactional()
     async def register(self, data: UserCreate) -> User:
-        # Hash before touching the database, so no connection is held during the slow part.
-        password_hash = await hash_password(data.password)
+        # A duplicate is refused before the slow hash (which then holds no connection either).
+        async with session_scope():
+            use_writer()
+            if await self.repository.email_taken(data.email):
+                raise DuplicateEmailException()
+        return await self._add(data, await hash_password(data.password))
+
+    @Transactional()
+    async def _add(self, data: UserCreate, password_hash: str) -> User:
         user = User(email=data.email, password_hash=password_hash, nickname=data.nickname)
         try:
             await self.repository.add(user)
@@ -72,10 +84,10 @@ class UserService:
             raise UserNotFoundException()
         return UserRead.model_validate(row)
 
-    async def send_welcome_email(self, user_id: int) -> str:
-        """Queue the welcome mail again; returns the task id."""
+    async def send_verification_email(self, user_id: int) -> str:
+        """Queue a new verification mail; returns the task id."""
         await self.get(user_id)
-        return str((await send_welcome_email.adelay(user_id)).id)
+        return str((await send_verification_email.adelay(user_id)).id)
 
     async def lock(self, user_id: int) -> User:
         """The user, its row locked until the surrounding transaction ends."""
@@ -102,15 +114,11 @@ class UserService:
             next_cursor=encode_cursor(page[-1].id) if has_more else None,
         )
 
-    async def update(
-        self, user_id: int, data: UserUpdate, *, require_current_password: bool = False
-    ) -> UserRead:
-        """Apply a profile change. `require_current_password`: the caller is changing their own
-        password and must prove they know the old one (a stolen access token is not enough)."""
+    async def update(self, user_id: int, data: UserUpdate) -> UserRead:
+        """Apply a nickname or password change (the caller checked `current_password` where it
+        is needed; a change of email goes through AccountService)."""
         new_hash = None
         if data.password is not None:
-            if require_current_password:
-                await self._check_current_password(user_id, data.current_password)
             # Hashed before the transaction: no connection is held during the slow part.
             new_hash = await hash_password(data.password)
         return await self._apply_update(user_id, data.nickname, new_hash)
@@ -131,14 +139,8 @@ class UserService:
         )
         if row is None:
             raise UserNotFoundException()
-        await self._forget_cached(user_id)
+        await self.forget_cached(user_id)
         return UserRead.model_validate(row)
-
-    async def _check_current_password(self, user_id: int, current_password: str | None) -> None:
-        user = await self.get(user_id)
-        valid, _ = await verify_password(current_password or "", user.password_hash)
-        if not valid:
-            raise WrongCurrentPasswordException()
 
     @Transactional()
     async def upgrade_password_hash(self, user_id: int, old_hash: str, new_hash: str) -> None:
@@ -146,13 +148,22 @@ class UserService:
         await self.repository.replace_password_hash(user_id, old_hash, new_hash)
 
     @Transactional()
-    async def delete(self, user_id: int) -> None:
-        """Soft delete: the row stays, the user disappears and all their tokens stop working."""
+    async def delete(self, user_id: int, *, by_admin: bool) -> None:
+        """Soft delete: the row stays, the user disappears and all their tokens stop working.
+        Only admins delete admins, and never the last active one."""
         user = await self.get(user_id)
+        if user.is_admin:
+            if not by_admin:
+                raise AdminDeletionForbiddenException()
+            # Every admin row locked, in one order: two admins deleting each other at once
+            # cannot both succeed, nor deadlock.
+            if await self.repository.lock_admins() <= 1:
+                raise LastAdminException()
         user.deleted_at = utcnow()
-        await self._end_all_sessions(user_id)
+        await event_handler.store(UserDeleted, UserDeletedParameter(user_id=user_id))
+        await self.end_all_sessions(user_id)
         await self.repository.flush()
-        await self._forget_cached(user_id)
+        await self.forget_cached(user_id)
 
     @Transactional()
     async def create_or_promote_admin(self, email: str, password: str | None) -> User:
@@ -166,15 +177,16 @@ class UserService:
         user.is_admin = True
         await self.repository.flush()
         await forget_auth_state(user.id)
-        await self._forget_cached(user.id)
+        await self.forget_cached(user.id)
         return user
 
-    async def _forget_cached(self, user_id: int) -> None:
+    async def forget_cached(self, user_id: int) -> None:
         # Registered now, carried out once the transaction commits.
         await Cache.remove(self.get_read, user_id)
         await Cache.remove_by_tag(CacheTag.GET_USER_LIST)
 
-    async def _end_all_sessions(self, user_id: int) -> None:
+    @Transactional()
+    async def end_all_sessions(self, user_id: int) -> None:
         await self.repository.bump_token_version(user_id)
         await forget_auth_state(user_id)
 

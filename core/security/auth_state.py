@@ -18,6 +18,7 @@ class AuthState:
     active: bool
     token_version: int = 0
     is_admin: bool = False
+    is_verified: bool = False
     permissions: frozenset[str] = frozenset()
     # Logged-out sessions whose access tokens may not have expired yet.
     revoked_sessions: frozenset[str] = frozenset()

@@ -38,6 +38,18 @@ class IsAdmin(BasePermission):
         return bool(request.user.is_admin)
 
 
+class EmailNotVerifiedException(ForbiddenException):
+    error_code = "AUTH__EMAIL_NOT_VERIFIED"
+    detail = "Confirm your email address first: follow the link in the mail we sent."
+
+
+class IsVerified(BasePermission):
+    exception = EmailNotVerifiedException
+
+    async def has_permission(self, request: Request) -> bool:
+        return bool(request.user.is_verified)
+
+
 class HasPermission(BasePermission):
     """The caller holds `code` through one of their roles (admins hold every code)."""
 
@@ -91,8 +103,10 @@ __all__ = [
     "AllowAll",
     "AnyOf",
     "BasePermission",
+    "EmailNotVerifiedException",
     "HasPermission",
     "IsAdmin",
     "IsAuthenticated",
+    "IsVerified",
     "PermissionDependency",
 ]

@@ -42,6 +42,7 @@ async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
     user = CurrentUser(
         id=claims.user_id,
         is_admin=state.is_admin,
+        is_verified=state.is_verified,
         permissions=state.permissions,
         session_id=claims.session_id,
     )

@@ -10,6 +10,7 @@ class CurrentUser:
 
     id: int | None = None
     is_admin: bool = False
+    is_verified: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
 

@@ -1,0 +1,104 @@
+"""The account flows by email: verification, password reset, change of address."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from app.mail import send_mail
+from app.user.email_tokens import EmailTokenRepository, Purpose, mail_link
+from app.user.exceptions import (
+    DuplicateEmailException,
+    InvalidEmailTokenException,
+    UserNotFoundException,
+)
+from app.user.models import User
+from app.user.repository import UserRepository
+from app.user.schemas import UserRead
+from app.user.service import user_service
+from core.db import Transactional, session_scope, use_writer
+from core.security.auth_state import forget_auth_state
+from core.security.passwords import hash_password
+
+
+class AccountService:
+    def __init__(self) -> None:
+        self.tokens = EmailTokenRepository()
+        self.users = UserRepository()
+
+    @Transactional()
+    async def verify_email(self, token: str) -> UserRead:
+        used = await self.tokens.use(token, Purpose.VERIFY_EMAIL)
+        if used is None:
+            raise InvalidEmailTokenException()
+        return await self._change(used.user_id, {"is_verified": True})
+
+    async def reset_password(self, token: str, password: str) -> None:
+        """Set a new password with a reset token; every session of the user ends."""
+        # A bad token is refused before the slow hash, which only a real link may cost.
+        async with session_scope():
+            use_writer()
+            if not await self.tokens.is_valid(token, Purpose.RESET_PASSWORD):
+                raise InvalidEmailTokenException()
+        await self._apply_reset(token, await hash_password(password))
+
+    @Transactional()
+    async def _apply_reset(self, token: str, password_hash: str) -> None:
+        used = await self.tokens.use(token, Purpose.RESET_PASSWORD)
+        if used is None:
+            raise InvalidEmailTokenException()
+        # The link reached the mailbox, so the address is verified too.
+        values = {
+            "password_hash": password_hash,
+            "token_version": User.token_version + 1,
+            "is_verified": True,
+        }
+        await self._change(used.user_id, values)
+
+    @Transactional()
+    async def request_email_change(self, user_id: int, new_email: str) -> None:
+        """Mail a confirmation link to `new_email` and a notice to the current address."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise UserNotFoundException()
+        # Deleted accounts keep their address reserved, so they count as taken.
+        if await self.users.email_taken(new_email):
+            raise DuplicateEmailException()
+        token = await self.tokens.issue(user_id, Purpose.CHANGE_EMAIL, new_email)
+        await mail_link(
+            new_email, "confirm_email_change", user.nickname, "/confirm-email-change", token
+        )
+        await self._notice(user.email, user.nickname, new_email, "requested")
+
+    @Transactional()
+    async def confirm_email_change(self, token: str) -> UserRead:
+        used = await self.tokens.use(token, Purpose.CHANGE_EMAIL)
+        if used is None or used.new_email is None:
+            raise InvalidEmailTokenException()
+        user = await self.users.get(used.user_id)
+        if user is None:
+            raise InvalidEmailTokenException()
+        old_email, nickname = user.email, user.nickname
+        try:
+            changed = await self._change(user.id, {"email": used.new_email, "is_verified": True})
+        except IntegrityError as error:
+            raise DuplicateEmailException() from error
+        await self._notice(old_email, nickname, used.new_email, "completed")
+        return changed
+
+    async def _change(self, user_id: int, values: dict[str, Any]) -> UserRead:
+        row = await self.users.update(user_id, values)
+        if row is None:
+            raise InvalidEmailTokenException()
+        await forget_auth_state(user_id)
+        await user_service.forget_cached(user_id)
+        return UserRead.model_validate(row)
+
+    @staticmethod
+    async def _notice(email: str, nickname: str, new_email: str, state: str) -> None:
+        context = {"nickname": nickname, "new_email": new_email, "state": state}
+        await send_mail.adelay(email, "email_change_notice", context)
+
+
+account_service = AccountService()
