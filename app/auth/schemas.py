@@ -16,7 +16,8 @@ class LoginRequest(BaseModel):
     password: EncodableText = Field(min_length=1, max_length=128)
 
 
-EmailTokenText = Annotated[EncodableText, Field(min_length=1, max_length=128)]
+# What secrets.token_urlsafe makes: anything else is not a token of ours (422).
+EmailTokenText = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 class RefreshRequest(BaseModel):

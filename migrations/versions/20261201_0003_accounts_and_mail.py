@@ -16,7 +16,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-SESSION_COLUMNS = ("token_version", "last_used_at", "user_agent", "ip", "previous_jti", "rotated_at")
+SESSION_COLUMNS = (
+    "token_version",
+    "last_used_at",
+    "user_agent",
+    "ip",
+    "previous_jti",
+    "rotated_at",
+)
 
 
 def upgrade() -> None:
@@ -44,7 +51,10 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_email_tokens_user_id_users"), ondelete="CASCADE"
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_email_tokens_user_id_users"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_email_tokens_token_hash")),

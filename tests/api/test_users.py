@@ -22,7 +22,7 @@ async def test_register_returns_the_user_without_secrets(
     assert body["nickname"] == "Ann"
     assert body["is_admin"] is False
     assert body["created_at"].endswith("Z") or "+00:00" in body["created_at"]
-    assert set(body) == {"id", "email", "nickname", "is_admin", "created_at"}
+    assert set(body) == {"id", "email", "nickname", "is_admin", "is_verified", "created_at"}
     stored = stack.primary.psql(f"SELECT password_hash FROM users WHERE id = {body['id']}")
     assert stored.startswith("$argon2id$")
 

@@ -88,7 +88,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[str], Worker]]:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """One worker on every queue, shared by a module's tests."""
-    started = Worker(tmp_path_factory.mktemp("worker") / "worker.log", "default,user")
+    started = Worker(tmp_path_factory.mktemp("worker") / "worker.log", "default,user,mail")
     yield started
     started.stop()
 

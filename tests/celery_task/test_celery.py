@@ -54,7 +54,7 @@ async def stays_pending(outcome: AsyncResult, seconds: float = 2.0) -> bool:
 
 
 def test_queues_come_from_the_modules_that_define_tasks() -> None:
-    assert queue_names() == ["default", "user"]
+    assert queue_names() == ["default", "mail", "user"]
     assert queue_for_module("app.user.tasks") == "user"
     assert queue_for_module("tests.worker_tasks") == "default"
     assert queue_for_module("app.user.service") == "default"
@@ -65,9 +65,9 @@ async def test_a_worker_only_receives_its_own_queue(
 ) -> None:
     account = await signed_up(client)
     start_worker("user")
-    from app.user.tasks import send_welcome_email
+    from app.user.tasks import send_verification_email
 
-    for_user_queue = send_welcome_email.delay(account.id)
+    for_user_queue = send_verification_email.delay(account.id)
     for_default_queue = worker_tasks.add.delay(2, 3)
 
     assert await result_of(for_user_queue) == {"user_id": account.id, "status": "sent"}
@@ -135,7 +135,7 @@ async def test_a_task_sent_in_a_rolled_back_transaction_is_never_published(
     assert await result_of(worker_tasks.add.delay(1, 1)) == 2
 
 
-async def test_registration_event_sends_the_welcome_mail_with_the_request_id(
+async def test_registration_event_sends_the_verification_mail_with_the_request_id(
     worker: Worker, client: AsyncClient
 ) -> None:
     body = registration()
@@ -144,8 +144,8 @@ async def test_registration_event_sends_the_welcome_mail_with_the_request_id(
 
     assert response.status_code == 201
     assert response.headers["x-request-id"] == "reg-42"
-    line = await to_thread.run_sync(wait_for_log, worker, body["email"])
-    assert "would send welcome mail" in line
+    line = await to_thread.run_sync(wait_for_log, worker, f"sent to {body['email']}")
+    assert "'verify_email'" in line
     assert "request_id=reg-42" in line
 
 
@@ -169,22 +169,29 @@ async def test_task_status_endpoint(
     admin = await signed_up(client, stack, admin=True)
     user = await signed_up(client)
 
-    queued = await client.post(f"/api/v1/users/{user.id}/welcome-email", headers=admin.headers)
+    queued = await client.post("/api/v1/auth/verify-email/resend", headers=user.headers)
     assert queued.status_code == 202
     task_id = queued.json()["task_id"]
     await result_of(AsyncResult(task_id, app=celery_app))
 
-    status = await client.get(f"/api/v1/tasks/{task_id}", headers=user.headers)
-    assert status.status_code == 200
-    assert status.json() == {
+    expected = {
         "task_id": task_id,
         "state": "SUCCESS",
         "result": {"user_id": user.id, "status": "sent"},
         "error": None,
     }
+    # The user who caused the task and admins read it; nobody else learns it exists.
+    for reader in (user, admin):
+        status = await client.get(f"/api/v1/tasks/{task_id}", headers=reader.headers)
+        assert status.status_code == 200
+        assert status.json() == expected
+    other = await signed_up(client)
+    hidden = await client.get(f"/api/v1/tasks/{task_id}", headers=other.headers)
+    assert hidden.status_code == 404
+    assert hidden.json()["error_code"] == "TASK__NOT_FOUND"
     assert (await client.get(f"/api/v1/tasks/{task_id}")).status_code == 401
     assert (await client.get("/api/v1/tasks/not-a-uuid", headers=user.headers)).status_code == 422
-    unknown = await client.get(f"/api/v1/tasks/{uuid.uuid4()}", headers=user.headers)
+    unknown = await client.get(f"/api/v1/tasks/{uuid.uuid4()}", headers=admin.headers)
     assert unknown.json()["state"] == "PENDING"
 
 
@@ -204,7 +211,9 @@ async def test_eager_mode_runs_tasks_in_process_from_requests_and_from_sync_code
     caplog.set_level(logging.INFO)
     body = registration()
 
-    queued = await client.post(f"/api/v1/users/{admin.id}/welcome-email", headers=admin.headers)
+    queued = await client.post(
+        f"/api/v1/users/{admin.id}/verification-email", headers=admin.headers
+    )
     registered = await client.post("/api/v1/users", json=body)
     # And from plain synchronous code, sync and async tasks alike.
     sync_result = await to_thread.run_sync(lambda: worker_tasks.add.delay(20, 22).get())
@@ -213,7 +222,7 @@ async def test_eager_mode_runs_tasks_in_process_from_requests_and_from_sync_code
     assert queued.status_code == 202
     assert await status_when_done(client, queued.json()["task_id"], admin.headers) == "SUCCESS"
     assert registered.status_code == 201
-    mail = next(r for r in caplog.records if body["email"] in r.getMessage())
+    mail = next(r for r in caplog.records if f"sent to {body['email']}" in r.getMessage())
     # The request's id reaches the task's log lines in eager mode too.
     assert mail.request_id == registered.headers["x-request-id"]  # type: ignore[attr-defined]
     assert sync_result == 42
@@ -228,12 +237,13 @@ async def test_an_eager_async_task_sent_by_a_request_does_not_hold_up_the_server
     seconds = 2 * HEALTH_ANSWERED_WITHIN
 
     response, answered = await answered_while_health_is_polled(
-        client, nap_client.post("/test-only/nap", params={"seconds": seconds})
+        client, nap_client.post("/test-only/nap", params={"seconds": seconds}, headers=user.headers)
     )
 
     assert response.status_code == 202, response.text
     # Eager: the task has run by the time the request is answered.
     status = await client.get(f"/api/v1/tasks/{response.json()['task_id']}", headers=user.headers)
+    assert status.status_code == 200, status.text
     assert status.json()["state"] == "SUCCESS"
     assert status.json()["result"] == seconds
     assert answered > 1

@@ -26,7 +26,7 @@ def test_a_worker_started_like_make_worker_registers_every_task_and_serves_every
     for module in modules:
         importlib.import_module(module)
     expected = {name for name, task in celery_app.tasks.items() if task.__module__ in modules}
-    assert "user.send_welcome_email" in expected
+    assert "user.send_verification_email" in expected
     # Away from the project and without PYTHONPATH: only the installed project can be found.
     env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     worker = Worker(tmp_path / "worker.log", cwd=tmp_path, test_tasks=False, env=env)
@@ -34,10 +34,10 @@ def test_a_worker_started_like_make_worker_registers_every_task_and_serves_every
         inspect = celery_app.control.inspect([worker.name], timeout=10)
         registered = set((inspect.registered() or {}).get(worker.name, []))
         queues = {queue["name"] for queue in (inspect.active_queues() or {}).get(worker.name, [])}
-        from app.user.tasks import send_welcome_email
+        from app.user.tasks import send_verification_email
 
         # No user 0: the task runs on queue `user` and says so.
-        outcome = send_welcome_email.delay(0).get(timeout=RESULT_TIMEOUT)
+        outcome = send_verification_email.delay(0).get(timeout=RESULT_TIMEOUT)
     finally:
         worker.stop()
 
