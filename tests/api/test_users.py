@@ -63,7 +63,10 @@ async def test_concurrent_registrations_of_one_email_create_exactly_one_user(
         *(client.post("/api/v1/users", json=registration(email=email)) for _ in range(16))
     )
 
-    assert Counter(r.status_code for r in responses) == {201: 1, 409: 15}
+    statuses = Counter(r.status_code for r in responses)
+    # Past five registrations of one address in the window, the throttle answers first.
+    assert statuses[201] == 1
+    assert statuses[409] + statuses[429] == 15
     assert stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "1"
 
 
