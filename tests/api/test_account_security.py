@@ -1,0 +1,137 @@
+"""The security review's findings: each of these failed before the fix."""
+
+from __future__ import annotations
+
+from httpx import AsyncClient
+
+from tests.api.test_auth import account_with_permission
+from tests.helpers import PASSWORD, login, registration, signed_up
+from tests.servers import ServerStack
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+async def test_an_admin_changing_their_own_password_needs_the_current_one(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    url = f"/api/v1/users/{admin.id}"
+
+    without = await client.patch(url, json={"password": NEW_PASSWORD}, headers=admin.headers)
+    with_it = await client.patch(
+        url, json={"password": NEW_PASSWORD, "current_password": PASSWORD}, headers=admin.headers
+    )
+
+    assert without.status_code == 403
+    assert without.json()["error_code"] == "USER__WRONG_CURRENT_PASSWORD"
+    assert with_it.status_code == 200
+    assert (await login(client, admin.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_an_admin_sets_another_users_password_without_theirs(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin, user = await signed_up(client, stack, admin=True), await signed_up(client)
+
+    response = await client.patch(
+        f"/api/v1/users/{user.id}", json={"password": NEW_PASSWORD}, headers=admin.headers
+    )
+
+    assert response.status_code == 200
+    assert (await login(client, user.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_only_admins_delete_admins(client: AsyncClient, stack: ServerStack) -> None:
+    admin, other_admin = (
+        await signed_up(client, stack, admin=True),
+        await signed_up(client, stack, admin=True),
+    )
+    deleter = await account_with_permission(client, admin, "users:delete")
+
+    by_deleter = await client.delete(f"/api/v1/users/{other_admin.id}", headers=deleter.headers)
+    by_admin = await client.delete(f"/api/v1/users/{other_admin.id}", headers=admin.headers)
+
+    assert by_deleter.status_code == 403
+    assert by_deleter.json()["error_code"] == "USER__ADMIN_DELETION_FORBIDDEN"
+    assert by_admin.status_code == 204
+
+
+async def test_the_last_active_admin_cannot_be_deleted(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    # Earlier tests' admins are done with: this one becomes the only admin left.
+    stack.primary.psql(f"UPDATE users SET is_admin = false WHERE is_admin AND id <> {admin.id}")
+
+    by_url = await client.delete(f"/api/v1/users/{admin.id}", headers=admin.headers)
+    by_me = await client.request(
+        "DELETE", "/api/v1/users/me", json={"password": PASSWORD}, headers=admin.headers
+    )
+
+    for response in (by_url, by_me):
+        assert response.status_code == 409
+        assert response.json()["error_code"] == "USER__LAST_ADMIN"
+    assert (await client.get("/api/v1/users/me", headers=admin.headers)).status_code == 200
+
+
+async def test_registration_is_throttled_per_address(client: AsyncClient) -> None:
+    email = registration()["email"]
+    statuses = [
+        (await client.post("/api/v1/users", json=registration(email=email))).status_code
+        for _ in range(7)
+    ]
+
+    assert statuses[0] == 201
+    assert statuses[1:5] == [409] * 4
+    assert statuses[5:] == [429, 429]
+    refused = await client.post("/api/v1/users", json=registration(email=email))
+    assert refused.headers["retry-after"].isdigit()
+
+
+async def test_forgot_password_is_throttled_alike_for_known_and_unknown(
+    client: AsyncClient,
+) -> None:
+    account = await signed_up(client)
+    for email in (account.email, registration()["email"]):
+        statuses = [
+            (await client.post("/api/v1/auth/forgot-password", json={"email": email})).status_code
+            for _ in range(6)
+        ]
+        assert statuses == [202] * 5 + [429]
+
+
+async def test_resend_is_throttled(client: AsyncClient) -> None:
+    account = await signed_up(client)
+    statuses = [
+        (await client.post("/api/v1/auth/verify-email/resend", headers=account.headers)).status_code
+        for _ in range(6)
+    ]
+
+    assert statuses == [202] * 5 + [429]
+
+
+async def test_wrong_current_passwords_are_throttled_like_failed_logins(
+    client: AsyncClient,
+) -> None:
+    account = await signed_up(client)
+    url = f"/api/v1/users/{account.id}"
+
+    statuses = [
+        (
+            await client.patch(
+                url,
+                json={"password": NEW_PASSWORD, "current_password": f"guess {n}"},
+                headers=account.headers,
+            )
+        ).status_code
+        for n in range(6)
+    ]
+    # Locked now: even the right one must wait, and so must a login.
+    right = await client.patch(
+        url, json={"password": NEW_PASSWORD, "current_password": PASSWORD}, headers=account.headers
+    )
+
+    assert statuses == [403] * 5 + [429]
+    assert right.status_code == 429
+    assert "retry-after" in right.headers
+    assert (await login(client, account.email)).status_code == 429
