@@ -8,19 +8,17 @@ import time
 from email.message import EmailMessage
 
 from tests.conftest import FRONTEND_URL
-from tests.servers import ServerStack
+from tests.servers import SmtpServer
 
 # Generous: the mail passes through a broker and one or two real workers.
 DELIVERED_WITHIN_SECONDS = 30.0
 
 
-async def mail_to(
-    stack: ServerStack, address: str, subject: str, *, count: int = 1
-) -> EmailMessage:
+async def mail_to(smtp: SmtpServer, address: str, subject: str, *, count: int = 1) -> EmailMessage:
     """The `count`-th message to `address` with `subject`, once it has arrived."""
     deadline = time.monotonic() + DELIVERED_WITHIN_SECONDS
     while time.monotonic() < deadline:
-        received = [m for m in stack.smtp.sent_to(address) if m["Subject"] == subject]
+        received = [m for m in smtp.sent_to(address) if m["Subject"] == subject]
         if len(received) >= count:
             return received[count - 1]
         await asyncio.sleep(0.05)

@@ -43,7 +43,7 @@ def settings() -> Iterator[Callable[..., None]]:
 
 
 async def verified(client: AsyncClient, stack: ServerStack, account: Account) -> None:
-    token = token_in(await mail_to(stack, account.email, VERIFY), "/verify-email")
+    token = token_in(await mail_to(stack.smtp, account.email, VERIFY), "/verify-email")
     response = await client.post("/api/v1/auth/verify-email", json={"token": token})
     assert response.status_code == 200, response.text
 
@@ -54,7 +54,7 @@ async def test_registration_mails_a_link_that_verifies_the_address_once(
     account = await signed_up(client)
     assert account.responses[0].json()["is_verified"] is False
 
-    message = await mail_to(stack, account.email, VERIFY)
+    message = await mail_to(stack.smtp, account.email, VERIFY)
     token = token_in(message, "/verify-email")
     verified_user = await client.post("/api/v1/auth/verify-email", json={"token": token})
     again = await client.post("/api/v1/auth/verify-email", json={"token": token})
@@ -73,10 +73,10 @@ async def test_registration_mails_a_link_that_verifies_the_address_once(
 
 async def test_resend_mails_a_new_link(client: AsyncClient, stack: ServerStack) -> None:
     account = await signed_up(client)
-    await mail_to(stack, account.email, VERIFY)
+    await mail_to(stack.smtp, account.email, VERIFY)
 
     resent = await client.post("/api/v1/auth/verify-email/resend", headers=account.headers)
-    second = await mail_to(stack, account.email, VERIFY, count=2)
+    second = await mail_to(stack.smtp, account.email, VERIFY, count=2)
     response = await client.post(
         "/api/v1/auth/verify-email", json={"token": token_in(second, "/verify-email")}
     )
@@ -110,9 +110,9 @@ async def test_malformed_token_bodies_are_422(client: AsyncClient) -> None:
 
 async def test_a_token_works_only_for_its_purpose(client: AsyncClient, stack: ServerStack) -> None:
     account = await signed_up(client)
-    verify_token = token_in(await mail_to(stack, account.email, VERIFY), "/verify-email")
+    verify_token = token_in(await mail_to(stack.smtp, account.email, VERIFY), "/verify-email")
     asked = await client.post("/api/v1/auth/forgot-password", json={"email": account.email})
-    reset_token = token_in(await mail_to(stack, account.email, RESET), "/reset-password")
+    reset_token = token_in(await mail_to(stack.smtp, account.email, RESET), "/reset-password")
 
     reset_as_verify = await client.post("/api/v1/auth/verify-email", json={"token": reset_token})
     verify_as_reset = await client.post(
@@ -130,7 +130,7 @@ async def test_a_token_works_only_for_its_purpose(client: AsyncClient, stack: Se
 
 async def test_an_expired_token_is_400(client: AsyncClient, stack: ServerStack) -> None:
     account = await signed_up(client)
-    token = token_in(await mail_to(stack, account.email, VERIFY), "/verify-email")
+    token = token_in(await mail_to(stack.smtp, account.email, VERIFY), "/verify-email")
     stack.primary.psql(
         "UPDATE email_tokens SET expires_at = now() - interval '1 second' "
         f"WHERE user_id = {account.id}"
@@ -146,7 +146,7 @@ async def test_an_expired_token_is_400(client: AsyncClient, stack: ServerStack) 
 
 async def test_tokens_are_stored_only_as_hashes(client: AsyncClient, stack: ServerStack) -> None:
     account = await signed_up(client)
-    token = token_in(await mail_to(stack, account.email, VERIFY), "/verify-email")
+    token = token_in(await mail_to(stack.smtp, account.email, VERIFY), "/verify-email")
 
     stored = stack.primary.psql(f"SELECT token_hash FROM email_tokens WHERE user_id = {account.id}")
 
@@ -162,7 +162,7 @@ async def test_forgot_password_answers_alike_and_the_reset_ends_every_session(
         "/api/v1/auth/forgot-password", json={"email": registration()["email"]}
     )
     known = await client.post("/api/v1/auth/forgot-password", json={"email": account.email})
-    token = token_in(await mail_to(stack, account.email, RESET), "/reset-password")
+    token = token_in(await mail_to(stack.smtp, account.email, RESET), "/reset-password")
 
     too_short = await client.post(
         "/api/v1/auth/reset-password", json={"token": token, "password": "short"}
@@ -229,7 +229,7 @@ async def test_verification_required_refuses_unverified_logins_until_verified(
     settings(EMAIL_VERIFICATION_REQUIRED=True)
 
     refused = await login(client, body["email"])
-    token = token_in(await mail_to(stack, body["email"], VERIFY), "/verify-email")
+    token = token_in(await mail_to(stack.smtp, body["email"], VERIFY), "/verify-email")
     await client.post("/api/v1/auth/verify-email", json={"token": token})
     allowed = await login(client, body["email"])
 
@@ -283,8 +283,8 @@ async def test_an_email_change_applies_only_once_confirmed_from_the_new_address(
     asked = await client.patch(
         path, json={"email": new_email, "current_password": PASSWORD}, headers=account.headers
     )
-    confirmation = await mail_to(stack, new_email, CONFIRM_CHANGE)
-    notice = await mail_to(stack, account.email, CHANGE_NOTICE)
+    confirmation = await mail_to(stack.smtp, new_email, CONFIRM_CHANGE)
+    notice = await mail_to(stack.smtp, account.email, CHANGE_NOTICE)
     before = await client.get("/api/v1/users/me", headers=account.headers)
     token = token_in(confirmation, "/confirm-email-change")
     confirmed = await client.post("/api/v1/auth/confirm-email-change", json={"token": token})
@@ -296,7 +296,7 @@ async def test_an_email_change_applies_only_once_confirmed_from_the_new_address(
     assert new_email in text_of(notice)
     assert confirmed.status_code == 200
     assert confirmed.json()["email"] == new_email
-    completed = await mail_to(stack, account.email, CHANGE_NOTICE, count=2)
+    completed = await mail_to(stack.smtp, account.email, CHANGE_NOTICE, count=2)
     assert "completed" in text_of(completed)
     assert (await login(client, new_email)).status_code == 200
     assert (await login(client, account.email)).status_code == 401

@@ -1,0 +1,71 @@
+"""Mail through a real worker and a real SMTP server, including one that is down at first."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from anyio import to_thread
+from httpx import AsyncClient
+
+from app.mail import render
+from tests.celery_task.conftest import Worker
+from tests.helpers import registration
+from tests.mailbox import mail_to, token_in
+from tests.servers import SmtpServer, free_ports
+
+VERIFY = "Confirm your email address"
+
+
+def test_a_mail_has_a_text_and_an_html_part_and_escapes_what_it_is_given() -> None:
+    context = {"nickname": "<b>Ann</b>", "link": "http://frontend.test/x?token=t", "minutes": "60"}
+
+    message = render("ann@example.com", "verify_email", context)
+
+    assert message["To"] == "ann@example.com"
+    assert message["Subject"] == VERIFY
+    text, html = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None
+    assert html is not None
+    assert "<b>Ann</b>" in str(text.get_content())
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in str(html.get_content())
+
+
+def wait_for_retry(worker: Worker) -> None:
+    for _ in range(300):
+        if "mail.send" in worker.log() and "Retry in" in worker.log():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the mail task never retried:\n{worker.log()[-3000:]}")
+
+
+async def test_mail_refused_while_the_smtp_server_is_down_arrives_once_it_is_up(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    worker = Worker(
+        tmp_path / "worker.log", "user,mail", env={**os.environ, "SMTP_PORT": str(port)}
+    )
+    late = SmtpServer(port)
+    try:
+        body = registration()
+        response = await client.post("/api/v1/users", json=body)
+        # The request that caused the mail does not wait for it.
+        assert response.status_code == 201
+        await to_thread.run_sync(wait_for_retry, worker)
+
+        late.start()
+        received = await mail_to(late, body["email"], VERIFY)
+        await asyncio.sleep(1)  # a second copy would show up here
+    finally:
+        worker.stop()
+        late.stop()
+
+    assert token_in(received, "/verify-email")
+    assert len([m for m in late.sent_to(body["email"]) if m["Subject"] == VERIFY]) == 1
+    verified = await client.post(
+        "/api/v1/auth/verify-email", json={"token": token_in(received, "/verify-email")}
+    )
+    assert verified.status_code == 200
