@@ -9,7 +9,7 @@ variables.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,17 @@ async def empty_cache() -> None:
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
         yield http
+
+
+@pytest.fixture
+def settings() -> Iterator[Callable[..., None]]:
+    """`settings(NAME=value, ...)` changes this process's settings for one test."""
+
+    def change(**overrides: object) -> None:
+        load_config(**overrides)
+
+    yield change
+    load_config()
 
 
 @pytest.fixture

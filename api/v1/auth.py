@@ -45,15 +45,16 @@ def _in_cookies(response: Response, tokens: TokenPair) -> TokenPair:
         return tokens
     secure = config.ENV not in ("local", "test")
     lifetime = config.REFRESH_TOKEN_EXPIRE_MINUTES * 60
-    for name, value, httponly in (
-        (REFRESH_COOKIE, tokens.refresh_token or "", True),
-        (CSRF_COOKIE, secrets.token_urlsafe(32), False),
+    # The CSRF cookie on "/" and readable, so the frontend's pages can copy it into the header.
+    for name, value, path, httponly in (
+        (REFRESH_COOKIE, tokens.refresh_token or "", COOKIE_PATH, True),
+        (CSRF_COOKIE, secrets.token_urlsafe(32), "/", False),
     ):
         response.set_cookie(
             name,
             value,
             max_age=lifetime,
-            path=COOKIE_PATH,
+            path=path,
             secure=secure,
             httponly=httponly,
             samesite="strict",
@@ -93,8 +94,8 @@ async def refresh(
 
 def _ended(response: Response) -> Response:
     if config.REFRESH_TOKEN_COOKIE:
-        for name in (REFRESH_COOKIE, CSRF_COOKIE):
-            response.delete_cookie(name, path=COOKIE_PATH)
+        response.delete_cookie(REFRESH_COOKIE, path=COOKIE_PATH)
+        response.delete_cookie(CSRF_COOKIE, path="/")
     return response
 
 

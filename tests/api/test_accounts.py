@@ -9,7 +9,6 @@ import pytest
 from fastapi import Depends, FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from core.config import load_config
 from core.fastapi.dependencies import IsAuthenticated, IsVerified, PermissionDependency
 from tests.celery_task.conftest import Worker
 from tests.helpers import PASSWORD, Account, login, registration, signed_up
@@ -29,17 +28,6 @@ def mail_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     started = Worker(tmp_path_factory.mktemp("accounts") / "worker.log", "user,mail")
     yield started
     started.stop()
-
-
-@pytest.fixture
-def settings() -> Iterator[Callable[..., None]]:
-    """Change settings of this process for one test."""
-
-    def change(**overrides: object) -> None:
-        load_config(**overrides)
-
-    yield change
-    load_config()
 
 
 async def verified(client: AsyncClient, stack: ServerStack, account: Account) -> None:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from core.config import load_config
 from tests.helpers import Account, login, signed_up
 from tests.servers import ServerStack
-
-
-@pytest.fixture
-def settings() -> Iterator[Callable[..., None]]:
-    def change(**overrides: object) -> None:
-        load_config(**overrides)
-
-    yield change
-    load_config()
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -168,6 +158,8 @@ async def test_cookie_mode_keeps_the_refresh_token_out_of_reach_of_scripts(
     assert "HttpOnly" in refresh_cookie
     assert "SameSite=strict" in refresh_cookie or "SameSite=Strict" in refresh_cookie
     assert "Path=/api/v1/auth" in refresh_cookie
+    csrf_cookie = next(c for c in set_cookies if c.startswith("csrf_token="))
+    assert "HttpOnly" not in csrf_cookie
     for response in (without_header, wrong_header):
         assert response.status_code == 403
         assert response.json()["error_code"] == "AUTH__CSRF"
