@@ -16,6 +16,8 @@ from core.db import databases
 from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception_handlers
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
+    BodyLimitMiddleware,
+    DocsAuthMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
@@ -44,6 +46,7 @@ def _middleware() -> list[Middleware]:
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
+        Middleware(BodyLimitMiddleware, max_bytes=config.MAX_BODY_BYTES),
         Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
@@ -61,6 +64,11 @@ def _middleware() -> list[Middleware]:
                 allow_methods=["*"],
                 allow_headers=["*"],
             ),
+        )
+    if config.DOCS_ENABLED and config.DOCS_BASIC_AUTH:
+        docs = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+        middleware.insert(
+            3, Middleware(DocsAuthMiddleware, paths=docs, credentials=config.DOCS_BASIC_AUTH)
         )
     return middleware
 

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     REFRESH_TOKEN_COOKIE: bool = False
     REFRESH_TOKEN_REUSE_GRACE_SECONDS: float = Field(default=0, ge=0)
 
+    # Lists and HTTP semantics
+    MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+    DOCS_BASIC_AUTH: str | None = Field(default=None, pattern=r"^[^:]+:.+$")
+
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:

@@ -78,6 +78,7 @@ def _refresh_token(request: Request, body: RefreshRequest | None) -> str:
 @router.post("/login", response_model=TokenPair, response_model_exclude_none=True)
 async def login(body: LoginRequest, request: Request, response: Response) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
+    response.headers["Cache-Control"] = "no-store"
     user_agent = request.headers.get("user-agent")
     tokens = await auth_service.login(body, client_address(request), user_agent)
     return _in_cookies(response, tokens)
@@ -88,6 +89,7 @@ async def refresh(
     request: Request, response: Response, body: RefreshRequest | None = None
 ) -> TokenPair:
     """Exchange a refresh token (body, or the cookie) for a new pair; the used one stops working."""
+    response.headers["Cache-Control"] = "no-store"
     tokens = await auth_service.refresh(_refresh_token(request, body))
     return _in_cookies(response, tokens)
 

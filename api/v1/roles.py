@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
-from app.role import Role, RoleCreate, RoleRead, RoleUpdate, role_service
+from app.role import ROLE_LIST, Role, RoleCreate, RoleRead, RoleUpdate, role_service
 from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency
+from core.fastapi.lists import ListQuery, Page
 
 router = APIRouter(
     prefix="/roles",
@@ -21,10 +21,10 @@ async def create_role(body: RoleCreate) -> Role:
     return await role_service.create(body)
 
 
-@router.get("", response_model=list[RoleRead])
-async def list_roles() -> Sequence[Role]:
-    """List every role."""
-    return await role_service.list()
+@router.get("", response_model=Page[RoleRead])
+async def list_roles(query: Annotated[ListQuery, Depends(ROLE_LIST.dependency)]) -> Page[RoleRead]:
+    """List roles: sort, filter, and page by `cursor` (from `next_cursor`) or by `page`."""
+    return await role_service.list(query)
 
 
 @router.patch("/{role_id}", response_model=RoleRead)

@@ -2,21 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from api.v1.auth import client_address
 from app.auth import PasswordRequest, QueuedTask, auth_service
 from app.role import UserRolesRead, UserRolesUpdate, role_service
 from app.user import (
+    USER_LIST,
     IsSelf,
-    User,
     UserCreate,
-    UserPage,
     UserRead,
     UserUpdate,
     account_service,
     user_service,
 )
+from core.fastapi.conditional import etag, if_match_versions, with_etag
 from core.fastapi.dependencies import (
     AnyOf,
     HasPermission,
@@ -24,6 +24,8 @@ from core.fastapi.dependencies import (
     IsAuthenticated,
     PermissionDependency,
 )
+from core.fastapi.idempotency import Idempotency
+from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import CurrentUser
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -38,16 +40,18 @@ deleter = PermissionDependency([IsAuthenticated, HasPermission("users:delete")])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserRead)
-async def register_user(body: UserCreate, request: Request) -> User:
-    """Register a new account; a verification link is mailed to it."""
-    return await auth_service.register(body, client_address(request))
+async def register_user(body: UserCreate, request: Request, idempotency: Idempotency) -> Response:
+    """Register a new account; a verification link is mailed to it. Takes an Idempotency-Key."""
+    address = client_address(request)
+    return await idempotency.run(lambda: auth_service.register(body, address), UserRead, 201)
 
 
 @router.get("/me", response_model=UserRead)
-async def read_me(user: CurrentUser = Depends(authenticated)) -> UserRead:
+async def read_me(request: Request, user: CurrentUser = Depends(authenticated)) -> Response:
     """The caller's own account."""
     assert user.id is not None
-    return await user_service.get_read(user.id)
+    found = await user_service.get_read(user.id)
+    return with_etag(request, found, found.version)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
@@ -61,19 +65,17 @@ async def delete_me(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("", response_model=UserPage, dependencies=[Depends(admin)])
-async def list_users(
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> UserPage:
-    """List users in a stable order; pass `next_cursor` back as `cursor` for the next page."""
-    return await user_service.list_page(limit, cursor)
+@router.get("", response_model=Page[UserRead], dependencies=[Depends(admin)])
+async def list_users(query: Annotated[ListQuery, Depends(USER_LIST.dependency)]) -> Page[UserRead]:
+    """List users: sort, filter, and page by `cursor` (from `next_cursor`) or by `page`."""
+    return await user_service.list_page(query)
 
 
 @router.get("/{user_id}", response_model=UserRead, dependencies=[Depends(self_or_reader)])
-async def get_user(user_id: UserId) -> UserRead:
+async def get_user(user_id: UserId, request: Request) -> Response:
     """Read one user (yourself, or anyone with `users:read`)."""
-    return await user_service.get_read(user_id)
+    found = await user_service.get_read(user_id)
+    return with_etag(request, found, found.version)
 
 
 @router.patch("/{user_id}", response_model=UserRead)
@@ -81,6 +83,7 @@ async def update_user(
     user_id: UserId,
     body: UserUpdate,
     request: Request,
+    response: Response,
     caller: CurrentUser = Depends(self_or_admin),
 ) -> UserRead:
     """Change nickname, password or email (your password and any email need current_password)."""
@@ -89,7 +92,9 @@ async def update_user(
         await auth_service.check_password(user_id, body.current_password, client_address(request))
     if body.email is not None:
         await account_service.request_email_change(user_id, body.email)
-    return await user_service.update(user_id, body)
+    updated = await user_service.update(user_id, body, versions=if_match_versions(request))
+    response.headers["ETag"] = etag(updated.version)
+    return updated
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)

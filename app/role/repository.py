@@ -5,7 +5,24 @@ from collections.abc import Sequence
 from sqlalchemy import delete, insert, select
 
 from app.role.models import Role, user_roles
+from app.role.schemas import RoleRead
 from core.db import session
+from core.fastapi.lists import ListField, ListQuery, ListSpec, Page
+
+_roles = Role.__table__.c
+# What GET /api/v1/roles sorts and filters by.
+ROLE_LIST = ListSpec(
+    {
+        "id": ListField(_roles.id, sort=True),
+        "name": ListField(_roles.name, sort=True, filters=("eq", "in", "contains")),
+        "created_at": ListField(_roles.created_at, sort=True, filters=("gte", "lte")),
+    },
+    key="id",
+    default_sort="name",
+)
+_ROLE_COLUMNS = select(
+    _roles.id, _roles.name, _roles.description, _roles.permissions, _roles.created_at
+)
 
 
 class RoleRepository:
@@ -14,8 +31,8 @@ class RoleRepository:
         await session.flush()
         return role
 
-    async def list(self) -> Sequence[Role]:
-        return (await session.scalars(select(Role).order_by(Role.name))).all()
+    async def list(self, query: ListQuery) -> Page[RoleRead]:
+        return await ROLE_LIST.fetch(_ROLE_COLUMNS, query, RoleRead)
 
     async def get(self, role_id: int) -> Role | None:
         return await session.get(Role, role_id)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.exc import IntegrityError
 
 from app.role.exceptions import (
@@ -11,9 +9,10 @@ from app.role.exceptions import (
 )
 from app.role.models import Role
 from app.role.repository import RoleRepository
-from app.role.schemas import RoleCreate, RoleUpdate, UserRolesRead, UserRolesUpdate
+from app.role.schemas import RoleCreate, RoleRead, RoleUpdate, UserRolesRead, UserRolesUpdate
 from app.user import user_service
 from core.db import Transactional
+from core.fastapi.lists import ListQuery, Page
 from core.security.auth_state import forget_auth_state
 
 
@@ -29,8 +28,8 @@ class RoleService:
         except IntegrityError as error:
             raise DuplicateRoleException() from error
 
-    async def list(self) -> Sequence[Role]:
-        return await self.repository.list()
+    async def list(self, query: ListQuery) -> Page[RoleRead]:
+        return await self.repository.list(query)
 
     @Transactional()
     async def update(self, role_id: int, data: RoleUpdate) -> Role:

@@ -6,11 +6,13 @@ from app.user.exceptions import (
 )
 from app.user.models import User
 from app.user.permissions import IsSelf
-from app.user.schemas import Email, Password, UserCreate, UserPage, UserRead, UserUpdate
+from app.user.repository import USER_LIST
+from app.user.schemas import Email, Password, UserCreate, UserRead, UserUpdate
 from app.user.service import UserService, user_service
 from app.user.tasks import send_password_reset, send_verification_email
 
 __all__ = [
+    "USER_LIST",
     "AccountService",
     "DuplicateEmailException",
     "Email",
@@ -19,7 +21,6 @@ __all__ = [
     "User",
     "UserCreate",
     "UserNotFoundException",
-    "UserPage",
     "UserRead",
     "UserService",
     "UserUpdate",

@@ -16,11 +16,6 @@ class UserNotFoundException(NotFoundException):
     detail = "No such user."
 
 
-class InvalidCursorException(BadRequestException):
-    error_code = "USER__INVALID_CURSOR"
-    detail = "The cursor is not one this API returned."
-
-
 class WrongCurrentPasswordException(ForbiddenException):
     error_code = "USER__WRONG_CURRENT_PASSWORD"
     detail = "To change your password, send your current one as current_password."

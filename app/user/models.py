@@ -22,6 +22,8 @@ class User(Base, TimestampMixin, SoftDeleteMixin):
     is_verified: Mapped[bool] = mapped_column(default=False, server_default=false())
     # Bumped when every token of the user must die: password change, deletion.
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # What the API shows changed: the ETag. Raised in the UPDATE itself, so If-Match is atomic.
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"

@@ -7,7 +7,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Row, bindparam, select, update
 
 from app.user.models import User
+from app.user.schemas import UserRead
 from core.db import session
+from core.fastapi.lists import ListField, ListQuery, ListSpec, Page
 
 
 class Credentials(NamedTuple):
@@ -27,17 +29,26 @@ PUBLIC_COLUMNS = (
     _users.is_admin,
     _users.is_verified,
     _users.created_at,
+    _users.version,
 )
-PublicRow = Row[int, str, str, bool, bool, datetime]
+PublicRow = Row[int, str, str, bool, bool, datetime, int]
 # Built once: constructing a statement costs more than the database takes to answer it.
 _PUBLIC_BY_ID = select(*PUBLIC_COLUMNS).where(
     _users.id == bindparam("user_id"), _users.deleted_at.is_(None)
 )
-_PUBLIC_AFTER_ID = (
-    select(*PUBLIC_COLUMNS)
-    .where(_users.id > bindparam("after_id"), _users.deleted_at.is_(None))
-    .order_by(_users.id)
-    .limit(bindparam("limit"))
+_LIVE_PUBLIC = select(*PUBLIC_COLUMNS).where(_users.deleted_at.is_(None))
+
+# What GET /api/v1/users sorts and filters by.
+USER_LIST = ListSpec(
+    {
+        "id": ListField(_users.id, sort=True),
+        "email": ListField(_users.email, sort=True, filters=("contains",)),
+        "created_at": ListField(_users.created_at, sort=True, filters=("gte", "lte")),
+        "is_admin": ListField(_users.is_admin, filters=("eq",)),
+        "is_verified": ListField(_users.is_verified, filters=("eq",)),
+    },
+    key="id",
+    default_sort="id",
 )
 
 
@@ -80,13 +91,18 @@ class UserRepository:
         row = (await session.execute(query)).one_or_none()
         return None if row is None else Credentials(*row)
 
-    async def update(self, user_id: int, values: dict[str, Any]) -> PublicRow | None:
-        """Change a live user's columns in one statement; its PUBLIC_COLUMNS afterwards, or None
-        when there is no such user."""
+    async def update(
+        self, user_id: int, values: dict[str, Any], versions: Sequence[int] | None = None
+    ) -> PublicRow | None:
+        """Change a live user's columns in one statement, and its version; its PUBLIC_COLUMNS
+        afterwards, or None when there is no such user or (with `versions`, from If-Match) its
+        version is none of them. The check is in the WHERE, so two racing updates cannot both
+        pass it."""
+        condition = [] if versions is None else [User.version.in_(versions)]
         statement = (
             update(User)
-            .where(User.id == user_id, User.deleted_at.is_(None))
-            .values(values)
+            .where(User.id == user_id, User.deleted_at.is_(None), *condition)
+            .values(values | {"version": User.version + 1})
             .returning(*PUBLIC_COLUMNS)
             .execution_options(synchronize_session=False)
         )
@@ -114,11 +130,9 @@ class UserRepository:
         """The PUBLIC_COLUMNS of a live user."""
         return (await session.execute(_PUBLIC_BY_ID, {"user_id": user_id})).one_or_none()
 
-    async def public_after(self, after_id: int, limit: int) -> Sequence[PublicRow]:
-        """The PUBLIC_COLUMNS of live users with ids above `after_id`, in id order: keyset
-        pagination stays stable while rows are added or deleted."""
-        parameters = {"after_id": after_id, "limit": limit}
-        return (await session.execute(_PUBLIC_AFTER_ID, parameters)).all()
+    async def list(self, query: ListQuery) -> Page[UserRead]:
+        """A page of live users, as USER_LIST declares."""
+        return await USER_LIST.fetch(_LIVE_PUBLIC, query, UserRead)
 
     async def add(self, user: User) -> User:
         session.add(user)

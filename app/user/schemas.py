@@ -41,8 +41,5 @@ class UserRead(BaseModel):
     is_admin: bool
     is_verified: bool
     created_at: datetime
-
-
-class UserPage(BaseModel):
-    items: list[UserRead]
-    next_cursor: str | None
+    # Raised by every change; the ETag of GET /users/{id}, and what If-Match compares.
+    version: int

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import base64
-import binascii
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -15,35 +14,21 @@ from app.user.events import (
 from app.user.exceptions import (
     AdminDeletionForbiddenException,
     DuplicateEmailException,
-    InvalidCursorException,
     LastAdminException,
     UserNotFoundException,
 )
 from app.user.models import User
 from app.user.repository import Credentials, UserRepository
-from app.user.schemas import UserCreate, UserPage, UserRead, UserUpdate
+from app.user.schemas import UserCreate, UserRead, UserUpdate
 from app.user.tasks import send_verification_email
 from core.db import Transactional, session_scope, use_writer
 from core.db.base import utcnow
+from core.exceptions import PreconditionFailedException
+from core.fastapi.lists import ListQuery, Page
 from core.helpers.cache import Cache, CacheTag
 from core.helpers.event import event_handler
 from core.security.auth_state import forget_auth_state
 from core.security.passwords import hash_password
-
-
-def encode_cursor(user_id: int) -> str:
-    return base64.urlsafe_b64encode(f"u{user_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        user_id = int(raw[1:]) if raw.startswith("u") else -1
-        if not 0 <= user_id < 2**63:
-            raise ValueError(raw)
-        return user_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as error:
-        raise InvalidCursorException() from error
 
 
 class UserService:
@@ -104,28 +89,28 @@ class UserService:
             return await self.repository.credentials(email)
 
     @Cache.cached(tag=CacheTag.GET_USER_LIST, ttl=60)
-    async def list_page(self, limit: int, cursor: str | None) -> UserPage:
-        after_id = decode_cursor(cursor) if cursor else 0
-        rows = await self.repository.public_after(after_id, limit + 1)
-        page = rows[:limit]
-        has_more = len(rows) > limit
-        return UserPage(
-            items=[UserRead.model_validate(row) for row in page],
-            next_cursor=encode_cursor(page[-1].id) if has_more else None,
-        )
+    async def list_page(self, query: ListQuery) -> Page[UserRead]:
+        return await self.repository.list(query)
 
-    async def update(self, user_id: int, data: UserUpdate) -> UserRead:
+    async def update(
+        self, user_id: int, data: UserUpdate, *, versions: Sequence[int] | None = None
+    ) -> UserRead:
         """Apply a nickname or password change (the caller checked `current_password` where it
-        is needed; a change of email goes through AccountService)."""
+        is needed; a change of email goes through AccountService). `versions` (from If-Match):
+        change nothing unless the user's version is one of them."""
         new_hash = None
         if data.password is not None:
             # Hashed before the transaction: no connection is held during the slow part.
             new_hash = await hash_password(data.password)
-        return await self._apply_update(user_id, data.nickname, new_hash)
+        return await self._apply_update(user_id, data.nickname, new_hash, versions)
 
     @Transactional()
     async def _apply_update(
-        self, user_id: int, nickname: str | None, new_hash: str | None
+        self,
+        user_id: int,
+        nickname: str | None,
+        new_hash: str | None,
+        versions: Sequence[int] | None,
     ) -> UserRead:
         values: dict[str, Any] = {}
         if nickname is not None:
@@ -134,12 +119,22 @@ class UserService:
             # Every token of the user dies with the old password.
             values |= {"password_hash": new_hash, "token_version": User.token_version + 1}
             await forget_auth_state(user_id)
-        row = await (
-            self.repository.update(user_id, values) if values else self.repository.public(user_id)
-        )
+        if not values:
+            return await self._unchanged(user_id, versions)
+        row = await self.repository.update(user_id, values, versions)
+        if row is None:
+            # No row matched: either there is no such user or If-Match named an old version.
+            await self._unchanged(user_id, versions=None)
+            raise PreconditionFailedException()
+        await self.forget_cached(user_id)
+        return UserRead.model_validate(row)
+
+    async def _unchanged(self, user_id: int, versions: Sequence[int] | None) -> UserRead:
+        row = await self.repository.public(user_id)
         if row is None:
             raise UserNotFoundException()
-        await self.forget_cached(user_id)
+        if versions is not None and row.version not in versions:
+            raise PreconditionFailedException()
         return UserRead.model_validate(row)
 
     @Transactional()
@@ -175,6 +170,7 @@ class UserService:
             data = UserCreate(email=email, password=password, nickname=email.split("@")[0][:64])
             user = await self.register(data)
         user.is_admin = True
+        user.version = User.version + 1
         await self.repository.flush()
         await forget_auth_state(user.id)
         await self.forget_cached(user.id)

@@ -60,6 +60,12 @@ class ConflictException(CustomException):
     detail = "The request conflicts with the current state of the resource."
 
 
+class PreconditionFailedException(CustomException):
+    status_code = HTTPStatus.PRECONDITION_FAILED
+    error_code = "PRECONDITION_FAILED"
+    detail = "The resource has changed since you read it (If-Match); read it again."
+
+
 class UnprocessableEntityException(CustomException):
     status_code = HTTPStatus.UNPROCESSABLE_ENTITY
     error_code = "VALIDATION_ERROR"
@@ -101,6 +107,7 @@ __all__ = [
     "DatabaseUnavailableException",
     "ForbiddenException",
     "NotFoundException",
+    "PreconditionFailedException",
     "ServiceUnavailableException",
     "TooManyRequestsException",
     "UnauthorizedException",

@@ -379,7 +379,7 @@ async def test_role_validation_and_conflicts(client: AsyncClient, stack: ServerS
     missing_user = await client.put(
         "/api/v1/users/999999999/roles", json={"roles": []}, headers=admin.headers
     )
-    listed = await client.get("/api/v1/roles", headers=admin.headers)
+    listed = await client.get("/api/v1/roles", params={"name": name}, headers=admin.headers)
 
     assert created.status_code == 201
     assert created.json()["permissions"] == ["posts:edit", "users:read"]
@@ -389,7 +389,7 @@ async def test_role_validation_and_conflicts(client: AsyncClient, stack: ServerS
     assert unknown.status_code == 422
     assert unknown.json()["error_code"] == "ROLE__UNKNOWN"
     assert missing_user.status_code == 404
-    assert name in [role["name"] for role in listed.json()]
+    assert [role["name"] for role in listed.json()["items"]] == [name]
 
 
 async def test_changing_a_role_s_permissions_applies_to_its_holders_at_once(
@@ -402,7 +402,11 @@ async def test_changing_a_role_s_permissions_applies_to_its_holders_at_once(
     assert (await client.get(url, headers=holder.headers)).status_code == 403
     role_id = next(
         role["id"]
-        for role in (await client.get("/api/v1/roles", headers=admin.headers)).json()
+        for role in (
+            await client.get(
+                "/api/v1/roles", params={"name": f"role-{holder.id}"}, headers=admin.headers
+            )
+        ).json()["items"]
         if role["name"] == f"role-{holder.id}"
     )
 

@@ -69,7 +69,7 @@ async def test_an_overflowing_cursor_is_a_400(client: AsyncClient, stack: Server
     response = await client.get("/api/v1/users", params={"cursor": cursor}, headers=admin.headers)
 
     assert response.status_code == 400
-    assert response.json()["error_code"] == "USER__INVALID_CURSOR"
+    assert response.json()["error_code"] == "INVALID_CURSOR"
 
 
 async def post_raw_json(client: AsyncClient, path: str, body: str) -> Response:

@@ -22,7 +22,8 @@ async def test_register_returns_the_user_without_secrets(
     assert body["nickname"] == "Ann"
     assert body["is_admin"] is False
     assert body["created_at"].endswith("Z") or "+00:00" in body["created_at"]
-    assert set(body) == {"id", "email", "nickname", "is_admin", "is_verified", "created_at"}
+    expected = {"id", "email", "nickname", "is_admin", "is_verified", "created_at", "version"}
+    assert set(body) == expected
     stored = stack.primary.psql(f"SELECT password_hash FROM users WHERE id = {body['id']}")
     assert stored.startswith("$argon2id$")
 
@@ -260,7 +261,7 @@ async def test_cursor_pagination_walks_every_user_once_in_order(
     [
         ({"limit": 0}, 422, "VALIDATION_ERROR"),
         ({"limit": 101}, 422, "VALIDATION_ERROR"),
-        ({"cursor": "not-a-cursor"}, 400, "USER__INVALID_CURSOR"),
+        ({"cursor": "not-a-cursor"}, 400, "INVALID_CURSOR"),
     ],
 )
 async def test_bad_list_parameters_are_4xx(

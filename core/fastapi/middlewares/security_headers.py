@@ -2,9 +2,15 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Responses are personal unless a route says otherwise: browsers and proxies must not serve
+# one caller's answer to another, nor an old one without asking.
+PERSONAL = [(b"cache-control", b"private, no-cache"), (b"vary", b"Authorization")]
+
 
 class SecurityHeadersMiddleware:
-    """Headers every API response should carry; HSTS only when configured (HTTPS in front)."""
+    """Headers every API response should carry; HSTS only when configured (HTTPS in front);
+    `Cache-Control: private, no-cache` and `Vary: Authorization` unless the route set its own
+    Cache-Control (token routes send `no-store`, public lists may send a max-age)."""
 
     def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
@@ -24,7 +30,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *self.headers]
+                headers = [*message.get("headers", ()), *self.headers]
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers += PERSONAL
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,146 @@
+"""`Idempotency-Key` for POST routes: the same key with the same body replays the first answer,
+with another body it is refused, and while the first is still running the second gets 409.
+
+Keys live in the cache backend (Redis), scoped per caller and route. Without a reachable cache
+a request that carries a key is refused with 503: answering it without the record could run
+it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Request, Response
+from pydantic import BaseModel
+
+from core.exceptions import (
+    ConflictException,
+    ServiceUnavailableException,
+    UnprocessableEntityException,
+)
+from core.helpers.cache import Cache
+from core.helpers.cache.base import CacheUnavailableError, bounded
+
+logger = logging.getLogger(__name__)
+
+REPLAY_SECONDS = 24 * 3600
+# How long a key stays in use when the process running its request dies before answering.
+RUNNING_SECONDS = 60
+
+
+class IdempotencyKeyReusedException(UnprocessableEntityException):
+    error_code = "IDEMPOTENCY_KEY_REUSED"
+    detail = "This Idempotency-Key was used with another request body."
+
+
+class IdempotencyKeyInUseException(ConflictException):
+    error_code = "IDEMPOTENCY_KEY_IN_USE"
+    detail = "A request with this Idempotency-Key is still running; retry shortly."
+
+
+class IdempotencyUnavailableException(ServiceUnavailableException):
+    error_code = "IDEMPOTENCY_UNAVAILABLE"
+    detail = "Idempotency keys cannot be checked now; retry later (or send none)."
+
+
+@dataclass
+class Idempotent:
+    request: Request
+    key: str | None
+
+    async def run(
+        self, call: Callable[[], Awaitable[Any]], model: type[BaseModel], status_code: int
+    ) -> Response:
+        """Answer with `call()`'s result as `model`, or with the answer already recorded for
+        this key."""
+        if self.key is None:
+            return _response(await call(), model, status_code)
+        fingerprint = hashlib.sha256(await self.request.body()).hexdigest()
+        user_id = getattr(self.request.user, "id", None)
+        caller = f"user:{user_id}" if user_id else f"ip:{getattr(self.request.client, 'host', '')}"
+        name = hashlib.sha256(f"{self.request.url.path} {caller} {self.key}".encode()).hexdigest()
+        store = f"idempotency:{name}"
+        running = orjson.dumps({"fingerprint": fingerprint})
+        backend = Cache.backend
+        try:
+            if not await bounded(lambda: backend.add(store, running, RUNNING_SECONDS)):
+                return _replay(await bounded(lambda: backend.get(store)), fingerprint)
+        except CacheUnavailableError as error:
+            logger.warning("idempotency key store unavailable: %s", error)
+            raise IdempotencyUnavailableException() from error
+        try:
+            response = _response(await call(), model, status_code)
+        except BaseException:
+            # Only answers are recorded: after a failure the client may retry with the key.
+            await _forget(store)
+            raise
+        answer = {"fingerprint": fingerprint, "status": status_code, "body": response.body}
+        try:
+            await bounded(lambda: backend.set(store, _encode(answer), REPLAY_SECONDS))
+        except CacheUnavailableError as error:
+            # Done and answered; the key stays in use until RUNNING_SECONDS have passed.
+            logger.warning("idempotent answer not recorded: %s", error)
+        return response
+
+
+def _encode(answer: dict[str, Any]) -> bytes:
+    return orjson.dumps({**answer, "body": answer["body"].decode()})
+
+
+def _response(value: Any, model: type[BaseModel], status_code: int) -> Response:
+    content = model.model_validate(value).model_dump_json()
+    return Response(content, status_code=status_code, media_type="application/json")
+
+
+def _replay(stored: bytes | None, fingerprint: str) -> Response:
+    record = orjson.loads(stored) if stored else {}
+    if record and record["fingerprint"] != fingerprint:
+        raise IdempotencyKeyReusedException()
+    if "status" not in record:
+        raise IdempotencyKeyInUseException()
+    return Response(
+        record["body"],
+        status_code=record["status"],
+        media_type="application/json",
+        headers={"Idempotency-Replayed": "true"},
+    )
+
+
+async def _forget(store: str) -> None:
+    try:
+        await bounded(lambda: Cache.backend.delete(store))
+    except CacheUnavailableError:
+        logger.warning("idempotency key %s stays in use until it expires", store)
+
+
+async def idempotent(
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=r"^[\x21-\x7e]+$",
+            description="Send the same key to retry safely: the first answer is replayed.",
+        ),
+    ] = None,
+) -> Idempotent:
+    return Idempotent(request, idempotency_key)
+
+
+Idempotency = Annotated[Idempotent, Depends(idempotent)]
+
+__all__ = [
+    "Idempotency",
+    "IdempotencyKeyInUseException",
+    "IdempotencyKeyReusedException",
+    "IdempotencyUnavailableException",
+    "Idempotent",
+    "idempotent",
+]

@@ -1,0 +1,257 @@
+"""List endpoints: a resource declares its sortable and filterable fields once, in a `ListSpec`;
+the spec gives the route its query parameters (validated, and listed in OpenAPI) and turns them
+into SQL: keyset pagination with `cursor`, offset pagination with a count for `page`."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import inspect
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+import orjson
+from fastapi import Query, Request
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+
+from core.db import session
+from core.exceptions import BadRequestException, UnprocessableEntityException
+
+M = TypeVar("M", bound=BaseModel)
+# Filter operators: `field=v`, `field__in=a,b`, `field__gte=v`, `field__lte=v`, `field__contains=v`.
+OPERATORS = ("eq", "in", "gte", "lte", "contains")
+MAX_LIMIT = 100
+MAX_IN_VALUES = 100
+
+
+class Page(BaseModel, Generic[M]):
+    items: list[M]
+    next_cursor: str | None = None
+    page: int | None = None
+    total: int | None = None
+
+
+class ListQuery(BaseModel):
+    """A validated list request. A plain value, so a cached list function keys on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int
+    page: int | None = None
+    sort: tuple[str, ...]
+    # The sort values of the row the previous page ended with (keyset pagination).
+    after: tuple[Any, ...] | None = None
+    filters: tuple[tuple[str, str, Any], ...] = ()
+
+
+class InvalidCursorException(BadRequestException):
+    error_code = "INVALID_CURSOR"
+    detail = "The cursor parameter is not one this API returned for this sort."
+
+
+@dataclass(frozen=True)
+class ListField:
+    """A column a list shows; `sort` makes it sortable, `filters` names its operators. Sortable
+    columns must be NOT NULL: keyset pagination compares their values."""
+
+    column: ColumnElement[Any]
+    sort: bool = False
+    filters: Sequence[str] = ()
+
+
+def _invalid(
+    parameter: str, message: str, kind: str = "value_error"
+) -> UnprocessableEntityException:
+    return UnprocessableEntityException(
+        f"Query parameter {parameter!r}: {message}",
+        extra={"errors": [{"loc": ["query", parameter], "msg": message, "type": kind}]},
+    )
+
+
+class ListSpec:
+    def __init__(self, fields: Mapping[str, ListField], *, key: str, default_sort: str) -> None:
+        unknown = {op for f in fields.values() for op in f.filters} - set(OPERATORS)
+        if unknown or key not in fields:
+            raise ValueError(f"bad list spec: operators {unknown}, key {key!r}")
+        self.fields = dict(fields)
+        self.key = key
+        self.default_sort = self._parse_sort(default_sort)
+        # Parameter name -> (field, operator).
+        self.filters = {
+            (name if op == "eq" else f"{name}__{op}"): (name, op)
+            for name, spec in fields.items()
+            for op in spec.filters
+        }
+        self.dependency = self._dependency()
+
+    def _type(self, name: str) -> type:
+        python_type: type = self.fields[name].column.type.python_type
+        return python_type
+
+    def _parse_sort(self, text: str) -> tuple[str, ...]:
+        sort: list[str] = []
+        for item in (part.strip() for part in text.split(",")):
+            name = item.removeprefix("-")
+            if name not in self.fields or not self.fields[name].sort:
+                sortable = ", ".join(n for n, f in self.fields.items() if f.sort)
+                raise _invalid("sort", f"cannot sort by {item!r}; sortable: {sortable}")
+            if name in (s.removeprefix("-") for s in sort):
+                raise _invalid("sort", f"{name!r} appears twice")
+            sort.append(item)
+        if self.key not in (s.removeprefix("-") for s in sort):
+            sort.append(self.key)  # the tie-breaker makes the order total
+        return tuple(sort)
+
+    def _filter_value(self, parameter: str, name: str, op: str, raw: Any) -> Any:
+        if op == "contains":
+            return raw
+        adapter: TypeAdapter[Any] = TypeAdapter(self._type(name))
+        try:
+            if op == "in":
+                values = [part.strip() for part in str(raw).split(",")]
+                if len(values) > MAX_IN_VALUES:
+                    raise _invalid(parameter, f"at most {MAX_IN_VALUES} values")
+                return tuple(adapter.validate_python(value) for value in values)
+            return raw
+        except ValidationError as error:
+            raise _invalid(parameter, error.errors()[0]["msg"]) from error
+
+    def encode_cursor(self, sort: tuple[str, ...], values: Sequence[Any]) -> str:
+        raw = orjson.dumps([",".join(sort), list(values)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def decode_cursor(self, cursor: str, sort: tuple[str, ...]) -> tuple[Any, ...]:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            made_for, values = orjson.loads(raw)
+        except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError) as error:
+            raise InvalidCursorException() from error
+        if made_for != ",".join(sort):
+            raise InvalidCursorException(
+                f"The cursor parameter was made for sort={made_for!r}, not for this one."
+            )
+        if not isinstance(values, list) or len(values) != len(sort):
+            raise InvalidCursorException()
+        try:
+            return tuple(
+                TypeAdapter(self._type(item.removeprefix("-"))).validate_python(value)
+                for item, value in zip(sort, values, strict=True)
+            )
+        except ValidationError as error:
+            raise InvalidCursorException() from error
+
+    def _dependency(self) -> Callable[..., Coroutine[Any, Any, ListQuery]]:
+        sortable = ", ".join(n for n, f in self.fields.items() if f.sort)
+        parameters = [
+            inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
+            _query("limit", Annotated[int, Query(ge=1, le=MAX_LIMIT)], 20),
+            _query("cursor", Annotated[str | None, Query(max_length=1024)], None),
+            _query("page", Annotated[int | None, Query(ge=1, le=2**31 - 1)], None),
+            _query(
+                "sort",
+                Annotated[
+                    str | None,
+                    Query(
+                        max_length=256,
+                        description=f"Comma list, `-` for descending, of: {sortable}.",
+                    ),
+                ],
+                None,
+            ),
+        ]
+        for parameter, (name, op) in self.filters.items():
+            kind: Any = str if op in ("in", "contains") else self._type(name)
+            limit = Query(max_length=4096) if kind is str else Query()
+            parameters.append(_query(parameter, Annotated[kind | None, limit], None))
+        known = {p.name for p in parameters} - {"request"}
+
+        async def list_query(request: Request, **values: Any) -> ListQuery:
+            for parameter in request.query_params:
+                if parameter not in known:
+                    raise _invalid(parameter, "not a parameter of this list", "extra_forbidden")
+            if values["cursor"] is not None and values["page"] is not None:
+                raise _invalid("page", "send either cursor or page, not both")
+            sort = self._parse_sort(values["sort"]) if values["sort"] else self.default_sort
+            after = self.decode_cursor(values["cursor"], sort) if values["cursor"] else None
+            filters = tuple(
+                (name, op, self._filter_value(parameter, name, op, values[parameter]))
+                for parameter, (name, op) in self.filters.items()
+                if values[parameter] is not None
+            )
+            return ListQuery(
+                limit=values["limit"], page=values["page"], sort=sort, after=after, filters=filters
+            )
+
+        list_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return list_query
+
+    def _where(self, query: ListQuery) -> list[ColumnElement[bool]]:
+        clauses: list[ColumnElement[bool]] = []
+        for name, op, value in query.filters:
+            column = self.fields[name].column
+            if op == "eq":
+                clauses.append(column == value)
+            elif op == "in":
+                clauses.append(column.in_(value))
+            elif op == "gte":
+                clauses.append(column >= value)
+            elif op == "lte":
+                clauses.append(column <= value)
+            else:
+                clauses.append(column.icontains(value, autoescape=True))
+        return clauses
+
+    def _after(self, query: ListQuery) -> ColumnElement[bool]:
+        """Rows after the cursor's row in the sort order: (a > x) or (a = x and b > y) ..."""
+        assert query.after is not None
+        options = []
+        for index, (item, value) in enumerate(zip(query.sort, query.after, strict=True)):
+            column = self.fields[item.removeprefix("-")].column
+            beyond = column < value if item.startswith("-") else column > value
+            earlier = [
+                self.fields[s.removeprefix("-")].column == v
+                for s, v in zip(query.sort[:index], query.after[:index], strict=True)
+            ]
+            options.append(and_(*earlier, beyond))
+        return or_(*options)
+
+    async def fetch(self, base: Select[Any], query: ListQuery, item: type[M]) -> Page[M]:
+        """One page of `base` (a select of the spec's columns), filtered and sorted as asked."""
+        statement = base.where(*self._where(query))
+        total = None
+        if query.page is not None:
+            count = select(func.count()).select_from(statement.subquery())
+            total = (await session.execute(count)).scalar_one()
+            statement = statement.offset((query.page - 1) * query.limit)
+        elif query.after is not None:
+            statement = statement.where(self._after(query))
+        order = [
+            self.fields[s.removeprefix("-")].column.desc()
+            if s.startswith("-")
+            else self.fields[s].column.asc()
+            for s in query.sort
+        ]
+        rows = (await session.execute(statement.order_by(*order).limit(query.limit + 1))).all()
+        shown = rows[: query.limit]
+        next_cursor = None
+        if len(rows) > query.limit and query.page is None:
+            last = shown[-1]._mapping
+            values = [last[self.fields[s.removeprefix("-")].column] for s in query.sort]
+            next_cursor = self.encode_cursor(query.sort, values)
+        return Page[item](  # type: ignore[valid-type]
+            items=[item.model_validate(row) for row in shown],
+            next_cursor=next_cursor,
+            page=query.page,
+            total=total,
+        )
+
+
+def _query(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
+    )
+
+
+__all__ = ["InvalidCursorException", "ListField", "ListQuery", "ListSpec", "Page"]
