@@ -14,7 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import orjson
 from fastapi import Query, Request
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, TypeDecorator, and_, func, or_, select
 
 from core.db import session
 from core.exceptions import BadRequestException, UnprocessableEntityException
@@ -87,7 +87,10 @@ class ListSpec:
         self.dependency = self._dependency()
 
     def _type(self, name: str) -> type:
-        python_type: type = self.fields[name].column.type.python_type
+        sql_type = self.fields[name].column.type
+        if isinstance(sql_type, TypeDecorator):
+            sql_type = sql_type.impl_instance  # a decorated type's own python_type is `object`
+        python_type: type = sql_type.python_type
         return python_type
 
     def _parse_sort(self, text: str) -> tuple[str, ...]:

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from httpx import AsyncClient
+
+from tests.helpers import Account, registration, signed_up
+from tests.servers import ServerStack
+
+USERS = "/api/v1/users"
+
+
+def insert_users(stack: ServerStack, count: int, marker: str) -> list[int]:
+    """Users whose emails all contain `marker`, so a filter isolates them from other tests';
+    inserted in SQL, before anything is listed, to spare the password hashing."""
+    values = ", ".join(
+        f"('{marker}-{i:02d}@example.com', 'x', 'test', now() + {i} * interval '1 ms')"
+        for i in range(count)
+    )
+    columns = "email, password_hash, nickname, created_at"
+    ids = stack.primary.psql(f"INSERT INTO users ({columns}) VALUES {values} RETURNING id")
+    stack.wait_for_replica()
+    return [int(i) for i in ids.split()]
+
+
+async def walk(
+    client: AsyncClient, admin: Account, params: dict[str, Any], between_pages: Any = None
+) -> list[dict[str, Any]]:
+    """Every item of a cursor-paged list, following next_cursor."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await client.get(
+            USERS, params=params | ({"cursor": cursor} if cursor else {}), headers=admin.headers
+        )
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert (body["page"], body["total"]) == (None, None)
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+        if between_pages is not None:
+            await between_pages()
+
+
+async def test_sort_descending_with_a_filter_walks_every_match_once(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    marker = uuid4().hex[:12]
+    insert_users(stack, 5, marker)
+
+    items = await walk(
+        client, admin, {"email__contains": marker.upper(), "sort": "-email", "limit": 2}
+    )
+
+    emails = [item["email"] for item in items]
+    assert emails == sorted((f"{marker}-{i:02d}@example.com" for i in range(5)), reverse=True)
+
+
+async def test_cursor_pages_stay_stable_while_users_are_added(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    marker = uuid4().hex[:12]
+    existing = insert_users(stack, 6, marker)
+
+    for sort in ("id", "-created_at", "email"):
+        pages_seen = 0
+
+        async def insert_more() -> None:
+            # After each of the first two pages, users that sort before, among and after the
+            # ones listed, through the API (which drops the cached list pages).
+            nonlocal pages_seen
+            pages_seen += 1
+            if pages_seen > 2:
+                return
+            for prefix in ("0", "5", "z"):
+                email = f"{prefix}{marker}-{uuid4().hex[:6]}@example.com"
+                created = await client.post(USERS, json=registration(email=email))
+                assert created.status_code == 201, created.text
+            stack.wait_for_replica()
+
+        items = await walk(
+            client, admin, {"email__contains": marker, "sort": sort, "limit": 2}, insert_more
+        )
+        ids = [item["id"] for item in items]
+        assert len(ids) == len(set(ids)), sort
+        assert set(existing) <= set(ids), sort
+
+
+async def test_page_mode_counts_and_offsets(client: AsyncClient, stack: ServerStack) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    marker = uuid4().hex[:12]
+    ids = insert_users(stack, 5, marker)
+    params = {"email__contains": marker, "limit": 2, "sort": "-id"}
+
+    pages = [
+        (await client.get(USERS, params=params | {"page": n}, headers=admin.headers)).json()
+        for n in (1, 2, 3, 4)
+    ]
+
+    assert [[item["id"] for item in p["items"]] for p in pages] == [
+        ids[::-1][0:2],
+        ids[::-1][2:4],
+        ids[::-1][4:5],
+        [],
+    ]
+    assert {p["total"] for p in pages} == {5}
+    assert [p["page"] for p in pages] == [1, 2, 3, 4]
+    assert {p["next_cursor"] for p in pages} == {None}
+
+
+async def test_filters_by_flag_and_time_range(client: AsyncClient, stack: ServerStack) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    marker = uuid4().hex[:12]
+    first, second, third = insert_users(stack, 3, marker)
+    stack.primary.psql(
+        f"UPDATE users SET is_admin = true, created_at = '2020-01-02T00:00:00Z' WHERE id = {first};"
+        f"UPDATE users SET created_at = '2020-01-05T00:00:00Z' WHERE id = {second}"
+    )
+    stack.wait_for_replica()
+
+    async def listed(**params: Any) -> list[int]:
+        response = await client.get(
+            USERS, params={"email__contains": marker} | params, headers=admin.headers
+        )
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert await listed(is_admin="true") == [first]
+    assert await listed(is_admin="false") == [second, third]
+    assert await listed(
+        created_at__gte="2020-01-01T00:00:00Z", created_at__lte="2020-01-03T00:00:00Z"
+    ) == [first]
+    assert await listed(created_at__lte="2020-01-10T00:00:00Z", sort="-created_at") == [
+        second,
+        first,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "parameter"),
+    [
+        ({"colour": "red"}, 422, "colour"),
+        ({"email__gte": "a"}, 422, "email__gte"),
+        ({"nickname__contains": "a"}, 422, "nickname__contains"),
+        ({"sort": "nickname"}, 422, "sort"),
+        ({"sort": "id,-id"}, 422, "sort"),
+        ({"is_admin": "maybe"}, 422, "is_admin"),
+        ({"created_at__gte": "yesterday"}, 422, "created_at__gte"),
+        ({"page": 0}, 422, "page"),
+        ({"page": 1, "cursor": "x"}, 422, "page"),
+    ],
+)
+async def test_bad_list_parameters_are_422_naming_the_parameter(
+    client: AsyncClient, stack: ServerStack, params: dict[str, Any], status: int, parameter: str
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+
+    response = await client.get(USERS, params=params, headers=admin.headers)
+
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_code"] == "VALIDATION_ERROR"
+    assert ["query", parameter] in [error["loc"] for error in body["errors"]]
+
+
+async def test_a_cursor_made_for_another_sort_is_a_400(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    insert_users(stack, 2, uuid4().hex[:12])
+    first = await client.get(USERS, params={"limit": 1, "sort": "email"}, headers=admin.headers)
+    cursor = first.json()["next_cursor"]
+    assert cursor
+
+    same = await client.get(
+        USERS, params={"limit": 1, "sort": "email", "cursor": cursor}, headers=admin.headers
+    )
+    other = await client.get(
+        USERS, params={"limit": 1, "sort": "-email", "cursor": cursor}, headers=admin.headers
+    )
+
+    assert same.status_code == 200
+    assert other.status_code == 400
+    assert other.json()["error_code"] == "INVALID_CURSOR"
+    assert "cursor" in other.json()["detail"]
+
+
+async def test_the_list_parameters_are_in_the_openapi_document(client: AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+
+    def names(path: str) -> set[str]:
+        return {p["name"] for p in document["paths"][path]["get"]["parameters"]}
+
+    assert names(USERS) >= {
+        "limit",
+        "cursor",
+        "page",
+        "sort",
+        "email__contains",
+        "is_admin",
+        "created_at__gte",
+        "created_at__lte",
+    }
+    assert names("/api/v1/roles") >= {"limit", "cursor", "page", "sort", "name", "name__in"}
+    schema = document["components"]["schemas"]
+    page = next(s for name, s in schema.items() if name.startswith("Page") and "User" in name)
+    assert set(page["properties"]) == {"items", "next_cursor", "page", "total"}
+
+
+async def test_roles_list_sorts_filters_and_pages(client: AsyncClient, stack: ServerStack) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    marker = uuid4().hex[:8]
+    names = [f"r{marker}-{n}" for n in ("b", "a", "c")]
+    await asyncio.gather(
+        *(client.post("/api/v1/roles", json={"name": n}, headers=admin.headers) for n in names)
+    )
+    stack.wait_for_replica()
+    roles = "/api/v1/roles"
+
+    first = await client.get(
+        roles, params={"name__contains": marker, "limit": 2}, headers=admin.headers
+    )
+    second = await client.get(
+        roles,
+        params={"name__contains": marker, "limit": 2, "cursor": first.json()["next_cursor"]},
+        headers=admin.headers,
+    )
+    chosen = await client.get(
+        roles, params={"name__in": f"{names[0]},{names[2]}", "sort": "-name"}, headers=admin.headers
+    )
+
+    listed = [r["name"] for r in first.json()["items"] + second.json()["items"]]
+    assert listed == sorted(names)
+    assert second.json()["next_cursor"] is None
+    assert [r["name"] for r in chosen.json()["items"]] == [names[2], names[0]]
