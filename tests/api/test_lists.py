@@ -97,7 +97,7 @@ async def test_page_mode_counts_and_offsets(client: AsyncClient, stack: ServerSt
     admin = await signed_up(client, stack, admin=True)
     marker = uuid4().hex[:12]
     ids = insert_users(stack, 5, marker)
-    params = {"email__contains": marker, "limit": 2, "sort": "-id"}
+    params: dict[str, Any] = {"email__contains": marker, "limit": 2, "sort": "-id"}
 
     pages = [
         (await client.get(USERS, params=params | {"page": n}, headers=admin.headers)).json()

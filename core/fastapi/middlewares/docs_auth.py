@@ -43,4 +43,7 @@ class DocsAuthMiddleware:
                 )
                 await response(scope, receive, send)
                 return
+            # The basic credentials are spent here; bearer authentication must not see them.
+            others = [(n, v) for n, v in scope["headers"] if n != b"authorization"]
+            scope = {**scope, "headers": others}
         await self.app(scope, receive, send)
