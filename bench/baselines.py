@@ -33,7 +33,7 @@ async def ping() -> dict[str, str]:
 
 
 _state: dict[str, Any] = {}
-USER_COLUMNS = "id, email, nickname, is_admin, created_at"
+USER_COLUMNS = "id, email, nickname, is_admin, created_at, version"
 # The limit app's own channel: it hears its own announcements, as every API process must.
 CHANGES_CHANNEL = "bench:limit:changes"
 
