@@ -16,8 +16,9 @@ USERS = "/api/v1/users"
 def insert_users(stack: ServerStack, count: int, marker: str) -> list[int]:
     """Users whose emails all contain `marker`, so a filter isolates them from other tests';
     inserted in SQL, before anything is listed, to spare the password hashing."""
+    # No real hash: nothing can log in as these users.
     values = ", ".join(
-        f"('{marker}-{i:02d}@example.com', 'x', 'test', now() + {i} * interval '1 ms')"
+        f"('{marker}-{i:02d}@example.com', 'not-a-hash', 'test', now() + {i} * interval '1 ms')"
         for i in range(count)
     )
     columns = "email, password_hash, nickname, created_at"
