@@ -76,6 +76,8 @@ class ListSpec:
         if unknown or key not in fields:
             raise ValueError(f"bad list spec: operators {unknown}, key {key!r}")
         self.fields = dict(fields)
+        # Built once: a TypeAdapter costs far more to make than to use.
+        self.adapters: dict[str, TypeAdapter[Any]] = {n: TypeAdapter(self._type(n)) for n in fields}
         self.key = key
         self.default_sort = self._parse_sort(default_sort)
         # Parameter name -> (field, operator).
@@ -110,7 +112,7 @@ class ListSpec:
     def _filter_value(self, parameter: str, name: str, op: str, raw: Any) -> Any:
         if op == "contains":
             return raw
-        adapter: TypeAdapter[Any] = TypeAdapter(self._type(name))
+        adapter = self.adapters[name]
         try:
             if op == "in":
                 values = [part.strip() for part in str(raw).split(",")]
@@ -139,7 +141,7 @@ class ListSpec:
             raise InvalidCursorException()
         try:
             return tuple(
-                TypeAdapter(self._type(item.removeprefix("-"))).validate_python(value)
+                self.adapters[item.removeprefix("-")].validate_python(value)
                 for item, value in zip(sort, values, strict=True)
             )
         except ValidationError as error:
