@@ -122,7 +122,7 @@ async def test_personal_responses_are_private_and_vary_by_authorization(
     user: Account = await signed_up(client)
     registered = user.responses[0]
     tag = (await client.get(f"{USERS}/{user.id}", headers=user.headers)).headers["etag"]
-    queued = await client.post(f"{USERS}/{user.id}/welcome-email", headers=admin.headers)
+    queued = await client.post(f"{USERS}/{user.id}/verification-email", headers=admin.headers)
     responses = {
         "register": registered,
         "me": await client.get(f"{USERS}/me", headers=user.headers),
@@ -135,7 +135,8 @@ async def test_personal_responses_are_private_and_vary_by_authorization(
         ),
         "list": await client.get(USERS, headers=admin.headers),
         "roles": await client.get("/api/v1/roles", headers=admin.headers),
-        "welcome mail": queued,
+        "verification mail": queued,
+        "sessions": await client.get("/api/v1/auth/sessions", headers=user.headers),
         "task": await client.get(
             f"/api/v1/tasks/{queued.json()['task_id']}", headers=admin.headers
         ),
