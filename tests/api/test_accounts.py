@@ -51,7 +51,7 @@ async def test_registration_mails_a_link_that_verifies_the_address_once(
     assert verified_user.status_code == 200
     assert verified_user.json()["is_verified"] is True
     assert set(verified_user.json()) == {
-        "id", "email", "nickname", "is_admin", "is_verified", "created_at"
+        "id", "email", "nickname", "is_admin", "is_verified", "created_at", "version"
     }  # fmt: skip
     me = await client.get("/api/v1/users/me", headers=account.headers)
     assert me.json()["is_verified"] is True
