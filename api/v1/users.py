@@ -90,9 +90,7 @@ async def update_user(
     # A stolen access token must not become the account: admins prove it too.
     if body.email is not None or (caller.id == user_id and body.password is not None):
         await auth_service.check_password(user_id, body.current_password, client_address(request))
-    if body.email is not None:
-        await account_service.request_email_change(user_id, body.email)
-    updated = await user_service.update(user_id, body, versions=if_match_versions(request))
+    updated = await account_service.update(user_id, body, versions=if_match_versions(request))
     response.headers["ETag"] = etag(updated.version)
     return updated
 

@@ -19,7 +19,7 @@ from app.user.exceptions import (
 )
 from app.user.models import User
 from app.user.repository import Credentials, UserRepository
-from app.user.schemas import UserCreate, UserRead, UserUpdate
+from app.user.schemas import UserCreate, UserRead
 from app.user.tasks import send_verification_email
 from core.db import Transactional, session_scope, use_writer
 from core.db.base import utcnow
@@ -92,26 +92,17 @@ class UserService:
     async def list_page(self, query: ListQuery) -> Page[UserRead]:
         return await self.repository.list(query)
 
-    async def update(
-        self, user_id: int, data: UserUpdate, *, versions: Sequence[int] | None = None
-    ) -> UserRead:
-        """Apply a nickname or password change (the caller checked `current_password` where it
-        is needed; a change of email goes through AccountService). `versions` (from If-Match):
-        change nothing unless the user's version is one of them."""
-        new_hash = None
-        if data.password is not None:
-            # Hashed before the transaction: no connection is held during the slow part.
-            new_hash = await hash_password(data.password)
-        return await self._apply_update(user_id, data.nickname, new_hash, versions)
-
     @Transactional()
-    async def _apply_update(
+    async def update(
         self,
         user_id: int,
         nickname: str | None,
         new_hash: str | None,
-        versions: Sequence[int] | None,
+        versions: Sequence[int] | None = None,
     ) -> UserRead:
+        """Set a nickname and a password hash (the caller hashed it, outside the transaction,
+        and checked `current_password` where it is needed). `versions` (from If-Match): change
+        nothing unless the user's version is one of them."""
         values: dict[str, Any] = {}
         if nickname is not None:
             values["nickname"] = nickname

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
 
 from core.config import load_config
-from tests.helpers import Account, registration, signed_up
+from tests.helpers import Account, registration, signed_up, unique_email
 from tests.servers import ServerStack
 
 USERS = "/api/v1/users"
@@ -80,6 +80,35 @@ async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
     assert matching.status_code == 200
     assert stack.primary.psql(f"SELECT nickname, version FROM users WHERE id = {user.id}") == (
         f"Fourth|{matching.json()['version']}"
+    )
+
+
+async def test_a_patch_changing_the_email_is_all_or_nothing(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    user = await signed_up(client)
+    other = await signed_up(client)
+    url = f"{USERS}/{user.id}"
+    stale = (await client.get(url, headers=user.headers)).headers["etag"]
+    assert (await client.patch(url, json={"nickname": "Now"}, headers=user.headers)).is_success
+    change = {"nickname": "Later", "current_password": user.password}
+
+    outdated = await client.patch(
+        url,
+        json=change | {"email": unique_email()},
+        headers=user.headers | {"If-Match": stale},
+    )
+    taken = await client.patch(url, json=change | {"email": other.email}, headers=user.headers)
+
+    assert outdated.status_code == 412, outdated.text
+    assert taken.status_code == 409, taken.text
+    # Neither the nickname nor a confirmation link (whose mail would follow the commit) stayed.
+    assert stack.primary.psql(f"SELECT nickname FROM users WHERE id = {user.id}") == "Now"
+    assert (
+        stack.primary.psql(
+            f"SELECT count(*) FROM email_tokens WHERE user_id = {user.id} AND purpose = 'change_email'"
+        )
+        == "0"
     )
 
 
