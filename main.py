@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -42,6 +44,21 @@ def migrate_embedded_database(settings: Settings) -> None:
     except CommandError as error:
         click.echo(f"error: cannot migrate {url.database}: {error}", err=True)
         sys.exit(1)
+
+
+def prepare_metrics_directory(settings: Settings, workers: int) -> str | None:
+    """Several workers share their metrics through files in PROMETHEUS_MULTIPROC_DIR: empty it
+    (figures of an earlier run would be added in), or make one. Returns a directory made here."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not settings.METRICS_ENABLED or (directory is None and workers == 1):
+        return None
+    made = None
+    if directory is None:
+        made = directory = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp("-metrics")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+    return made
 
 
 @click.command()
@@ -86,24 +103,29 @@ def main(
         sys.exit(2)
     # Before serving: the first request finds its tables.
     migrate_embedded_database(settings)
-    uvicorn.run(
-        "app.server:create_app",
-        factory=True,
-        host=host or settings.APP_HOST,
-        port=port or settings.APP_PORT,
-        workers=None if reload else workers,
-        reload=reload,
-        log_level=settings.LOG_LEVEL.lower(),
-        loop="uvloop",
-        # The app configures logging itself (core/logging.py), the same way in every process.
-        log_config=None,
-        # X-Forwarded-* are believed from these proxies only.
-        proxy_headers=True,
-        forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
-        # On SIGTERM: stop accepting, let in-flight requests finish (up to this), then run
-        # the lifespan shutdown, which closes the pools.
-        timeout_graceful_shutdown=30,
-    )
+    metrics_directory = prepare_metrics_directory(settings, workers)
+    try:
+        uvicorn.run(
+            "app.server:create_app",
+            factory=True,
+            host=host or settings.APP_HOST,
+            port=port or settings.APP_PORT,
+            workers=None if reload else workers,
+            reload=reload,
+            log_level=settings.LOG_LEVEL.lower(),
+            loop="uvloop",
+            # The app configures logging itself (core/logging.py), the same way in every process.
+            log_config=None,
+            # X-Forwarded-* are believed from these proxies only.
+            proxy_headers=True,
+            forwarded_allow_ips=settings.FORWARDED_ALLOW_IPS,
+            # On SIGTERM: stop accepting, let in-flight requests finish (up to this), then run
+            # the lifespan shutdown, which closes the pools.
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

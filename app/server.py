@@ -25,6 +25,8 @@ from core.fastapi.middlewares import (
 from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging
+from core.metrics import MetricsMiddleware, mark_process_dead
+from core.tracing import instrument_app, setup_error_reports, setup_tracing, shutdown_tracing
 
 
 @asynccontextmanager
@@ -38,6 +40,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await databases.dispose()
         finally:
             await Cache.close()
+            mark_process_dead()
+            shutdown_tracing()
 
 
 def _middleware() -> list[Middleware]:
@@ -51,6 +55,9 @@ def _middleware() -> list[Middleware]:
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
     ]
+    if config.METRICS_ENABLED:
+        # Inside the layers that add headers to every response, around the error answers.
+        middleware.insert(2, Middleware(MetricsMiddleware, basic_auth=config.METRICS_BASIC_AUTH))
     if config.CORS_ORIGINS:
         # Before authentication, so preflight requests are answered without a token; around
         # the error responses, so a browser lets the page read them.
@@ -75,6 +82,8 @@ def _middleware() -> list[Middleware]:
 
 def create_app() -> FastAPI:
     configure_logging()
+    setup_error_reports()
+    setup_tracing("api")
     docs = bool(config.DOCS_ENABLED)
     app = FastAPI(
         title="API",
@@ -86,4 +95,5 @@ def create_app() -> FastAPI:
     )
     include_routers(app)
     install_exception_handlers(app)
+    instrument_app(app)
     return app

@@ -11,6 +11,7 @@ from core.db import databases
 from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging, request_id_var
+from core.tracing import setup_error_reports, setup_tracing, shutdown_tracing
 
 
 @signals.setup_logging.connect
@@ -26,6 +27,9 @@ def _start_worker_process(**_: Any) -> None:
     Cache.forget_inherited()
     thread_loop()
     settle_heap()
+    # After the fork: the span exporter's thread and Sentry's belong to this process.
+    setup_error_reports()
+    setup_tracing("worker")
 
 
 @signals.worker_process_shutdown.connect
@@ -33,6 +37,7 @@ def _stop_worker_process(**_: Any) -> None:
     loop = thread_loop()
     loop.run_until_complete(release_loop_resources())
     loop.close()
+    shutdown_tracing()
 
 
 @signals.task_prerun.connect

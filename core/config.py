@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Env = Literal["local", "dev", "prod", "test"]
@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     # Lists and HTTP semantics
     MAX_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
     DOCS_BASIC_AUTH: str | None = Field(default=None, pattern=r"^[^:]+:.+$")
+
+    # Observability: Prometheus metrics, OpenTelemetry traces, Sentry error reports.
+    METRICS_ENABLED: bool | None = None  # None: on, except in prod
+    METRICS_BASIC_AUTH: str | None = Field(default=None, pattern=r"^[^:]+:.+$")
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
+    SENTRY_DSN: str | None = None
+
+    @field_validator("METRICS_ENABLED", mode="after")
+    @classmethod
+    def _metrics_default(cls, value: bool | None, info: ValidationInfo) -> bool:
+        return value if value is not None else info.data.get("ENV") != "prod"
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 from core.config import config
 
@@ -16,7 +17,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 user_id_var: ContextVar[int | None] = ContextVar("user_id", default=None)
 
 TEXT_FORMAT = (
-    "%(asctime)s %(levelname)s %(name)s [request_id=%(request_id)s user_id=%(user_id)s] %(message)s"
+    "%(asctime)s %(levelname)s %(name)s "
+    "[request_id=%(request_id)s user_id=%(user_id)s trace_id=%(trace_id)s] %(message)s"
 )
 
 
@@ -26,6 +28,9 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id_var.get() or "-"
         if not hasattr(record, "user_id"):
             record.user_id = user_id_var.get() or "-"
+        if not hasattr(record, "trace_id"):
+            span = trace.get_current_span().get_span_context()
+            record.trace_id = trace.format_trace_id(span.trace_id) if span.is_valid else "-"
         return True
 
 

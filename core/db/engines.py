@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.config import config
+from core.tracing import trace_engine
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def _build_engines() -> EnginePair:
     writer = create_async_engine(writer_url, **_engine_options(writer_url))
     if _is_sqlite(writer_url):
         _enable_sqlite_pragmas(writer)
+    trace_engine(writer, "writer")
     if reader_url == writer_url or _is_sqlite(reader_url):
         return EnginePair(writer, writer, None)
     fallback = ReaderFallback(reader_url, writer_url)
@@ -144,6 +146,7 @@ def _build_engines() -> EnginePair:
         **_engine_options(reader_url),
     )
     fallback.install(reader)
+    trace_engine(reader, "reader")
     return EnginePair(writer, reader, fallback)
 
 

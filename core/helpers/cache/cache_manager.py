@@ -51,6 +51,7 @@ from core.helpers.cache.key_maker import DefaultKeyMaker
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
 from core.helpers.single_flight import SingleFlight
+from core.metrics import CACHE_REQUESTS
 
 logger = logging.getLogger(__name__)
 
@@ -219,10 +220,13 @@ class CacheManager:
             read = None
         if read is not None and read.value:
             try:
-                return Fetched(spec.adapter.validate_json(read.value), True, read.held)
+                value = spec.adapter.validate_json(read.value)
+                CACHE_REQUESTS.labels("hit").inc()
+                return Fetched(value, True, read.held)
             except ValueError:
                 logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
                 read = None
+        CACHE_REQUESTS.labels("miss" if read is not None else "error").inc()
         value = await spec.function(*args, **kwargs)
         if (
             read is not None

@@ -1,0 +1,193 @@
+"""Prometheus metrics: the families, the middleware that records requests, and `GET /metrics`.
+
+One process keeps its figures in memory. Several (`main.py --workers N`) share them through
+files in `PROMETHEUS_MULTIPROC_DIR`, which main.py sets and empties before the workers start,
+so one scrape of any worker reports them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+import time
+from typing import Any
+
+from fastapi.routing import iter_route_contexts
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy.pool import QueuePool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.db import databases
+from core.exceptions.handlers import problem_response
+
+__all__ = [
+    "CACHE_REQUESTS",
+    "DB_POOL_CONNECTIONS",
+    "METRICS_PATH",
+    "RATE_LIMIT_REJECTIONS",
+    "REQUESTS_IN_PROGRESS",
+    "REQUEST_DURATION",
+    "UNMATCHED_ROUTE",
+    "MetricsMiddleware",
+    "mark_process_dead",
+    "refresh_pool_metrics",
+]
+
+METRICS_PATH = "/metrics"
+# The `route` label of requests no route matched: one series, whatever the paths.
+UNMATCHED_ROUTE = "unmatched"
+# Pool figures are read at most this often per process (and at every scrape).
+POOL_REFRESH_SECONDS = 1.0
+
+REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to its last response byte.",
+    ["method", "route", "status"],
+)
+REQUESTS_IN_PROGRESS = Gauge(
+    "http_requests_in_progress",
+    "Requests being served now.",
+    multiprocess_mode="livesum",
+)
+DB_POOL_CONNECTIONS = Gauge(
+    "db_pool_connections",
+    "Pooled database connections, by engine and whether a request holds them.",
+    ["engine", "state"],
+    multiprocess_mode="livesum",
+)
+CACHE_REQUESTS = Counter(
+    "cache_requests_total", "Reads of cached functions, by outcome.", ["result"]
+)
+RATE_LIMIT_REJECTIONS = Counter(
+    "rate_limit_rejections", "Requests refused with 429 by a rate limit."
+)
+
+_pools_read_at = 0.0
+
+
+def refresh_pool_metrics() -> None:
+    """Set the pool gauges from this process's writer and reader pools (public pool API)."""
+    global _pools_read_at
+    _pools_read_at = time.monotonic()
+    engines = {"writer": databases.writer}
+    if databases.has_separate_reader:
+        engines["reader"] = databases.reader
+    for name, engine in engines.items():
+        pool = engine.pool
+        if isinstance(pool, QueuePool):
+            DB_POOL_CONNECTIONS.labels(name, "in_use").set(pool.checkedout())
+            DB_POOL_CONNECTIONS.labels(name, "idle").set(pool.checkedin())
+
+
+def mark_process_dead() -> None:
+    """At a worker's exit: its live gauges (requests in progress, pools) stop counting."""
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+def _exposition() -> bytes:
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def _credentials_match(scope: Scope, expected: str) -> bool:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            scheme, _, encoded = value.partition(b" ")
+            if scheme.lower() != b"basic":
+                return False
+            try:
+                given = base64.b64decode(encoded, validate=True)
+            except binascii.Error:
+                return False
+            return secrets.compare_digest(given, expected.encode())
+    return False
+
+
+class MetricsMiddleware:
+    """Records every HTTP request, labelled with its route template, and answers `/metrics`.
+
+    `/metrics` is answered here, before authentication: a scraper sends basic auth
+    (`basic_auth="user:password"`), never a bearer token.
+    """
+
+    def __init__(self, app: ASGIApp, basic_auth: str | None = None) -> None:
+        self.app = app
+        self.basic_auth = basic_auth
+        self._templates: dict[Any, str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == METRICS_PATH and scope["method"] == "GET":
+            await self._scrape(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        REQUESTS_IN_PROGRESS.inc()
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            REQUESTS_IN_PROGRESS.dec()
+            REQUEST_DURATION.labels(scope["method"], self._route(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
+            if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:
+                refresh_pool_metrics()
+
+    def _route(self, scope: Scope) -> str:
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return UNMATCHED_ROUTE
+        template = self._templates.get(endpoint)
+        if template is None:
+            # Built on first use, when every route is in place. The matched route object no
+            # longer knows the prefix it was included under (FastAPI >= 0.137); the app's
+            # route contexts do.
+            self._templates = _route_templates(scope["app"].routes)
+            template = self._templates.get(endpoint, UNMATCHED_ROUTE)
+        return template
+
+    async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.basic_auth and not _credentials_match(scope, self.basic_auth):
+            response: Response = problem_response(
+                401,
+                "METRICS__UNAUTHORIZED",
+                "The metrics need the scraper's basic-auth credentials.",
+                headers={"WWW-Authenticate": 'Basic realm="metrics"'},
+            )
+        else:
+            refresh_pool_metrics()
+            response = Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
+        await response(scope, receive, send)
+
+
+def _route_templates(routes: Any) -> dict[Any, str]:
+    return {
+        context.endpoint: context.path_format
+        for context in iter_route_contexts(routes)
+        if context.endpoint is not None and context.path_format is not None
+    }
