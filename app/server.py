@@ -92,6 +92,9 @@ def create_app() -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # Spans come from core.tracing's instrumentation alone; FastAPI's own telemetry would
+        # start by itself in any process that has a tracer provider.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     include_routers(app)
     install_exception_handlers(app)

@@ -50,6 +50,9 @@ METRICS_PATH = "/metrics"
 UNMATCHED_ROUTE = "unmatched"
 # Pool figures are read at most this often per process (and at every scrape).
 POOL_REFRESH_SECONDS = 1.0
+# Any other method a client sends is counted as OTHER: a label value per made-up method
+# would let clients create series without end.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds",
@@ -130,6 +133,8 @@ class MetricsMiddleware:
         self.app = app
         self.basic_auth = basic_auth
         self._templates: dict[Any, str] = {}
+        # Each (method, route, status)'s series, looked up once: labels() costs more than observe().
+        self._series: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -152,9 +157,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_noting_status)
         finally:
             REQUESTS_IN_PROGRESS.dec()
-            REQUEST_DURATION.labels(scope["method"], self._route(scope), str(status)).observe(
-                time.perf_counter() - started
-            )
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            key = (method, self._route(scope), status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = REQUEST_DURATION.labels(key[0], key[1], str(status))
+            series.observe(time.perf_counter() - started)
             if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:
                 refresh_pool_metrics()
 

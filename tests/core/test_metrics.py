@@ -60,6 +60,7 @@ async def test_requests_are_counted_per_route_template_never_per_raw_path(
     await client.get("/api/v1/users/123")  # no token: 401, but the route matched
     await client.get("/api/v1/users/456")
     await client.get("/no/such/path/789")
+    await client.request("MADE-UP", "/health")  # 405
     after = await scrape(client)
 
     def grew(method: str, route: str, status: str) -> float:
@@ -71,6 +72,7 @@ async def test_requests_are_counted_per_route_template_never_per_raw_path(
     # The template includes the prefix the router was included under.
     assert grew("GET", "/api/v1/users/{user_id}", "401") == 2
     assert grew("GET", "unmatched", "404") == 1
+    assert grew("OTHER", "/health", "405") == 1
     routes = {dict(labels).get("route") or "" for _, labels in after}
     assert not any(raw in route for route in routes for raw in ("123", "456", "789"))
     assert ("http_request_duration_seconds_bucket", "/health") in {
