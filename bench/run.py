@@ -48,6 +48,9 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CELERY_TASKS = int(os.environ.get("BENCH_TASKS", "500"))
 OLD_REF = os.environ.get("BENCH_OLD_REF", "cba0989")
 NEW_TREE = Path(os.environ.get("BENCH_NEW_TREE", str(ROOT))).resolve()
+# The new code once more with METRICS_ENABLED=false, on the loads named in metrics_off().
+METRICS = os.environ.get("BENCH_METRICS", "1") != "0"
+METRICS_TARGET = 0.90
 WARMUP_SECONDS = 2
 CONNECTIONS = 64
 USERS = 1000
@@ -77,7 +80,7 @@ class Run:
 class Load:
     """One wrk load against one server, and its runs."""
 
-    server: str  # old, new, bare or limit
+    server: str  # old, new, off (new without metrics), bare or limit
     path: str
     entries: str | None = None  # users, admin or refresh: the file requests.lua reads
     mode: str = "bearer"
@@ -139,6 +142,16 @@ def baselines() -> dict[str, tuple[str, Load]]:
             "limit app: UPDATE + PUBLISH",
             Load("limit", "/api/v1/users", "users", "patch", vacuum=("users",)),
         ),
+    }
+
+
+def metrics_off() -> dict[str, Load]:
+    """The new code's loads measured again without metrics, by the name of their row."""
+    if not METRICS:
+        return {}
+    return {
+        "/health": Load("off", "/health"),
+        "/users/me cached": Load("off", "/api/v1/users/me", "users"),
     }
 
 
@@ -239,6 +252,7 @@ def tree_env(tree: Tree, stack: ServerStack) -> dict[str, str]:
         FORWARDED_ALLOW_IPS="127.0.0.1",
         PYTHONPATH=str(tree.path),
         PYTHONSAFEPATH="1",
+        METRICS_ENABLED="true",
     )
     return env
 
@@ -509,6 +523,7 @@ class Bench:
         self.trees: dict[str, Tree] = {}
         self.baselines = baselines()
         self.rows = rows()
+        self.metrics_off = metrics_off()
         self.holds: dict[str, Holds] = {}
         self.scans: dict[str, Scans] = {}
         self.last_primed: dict[str, float] = {}
@@ -560,6 +575,13 @@ class Bench:
             self.servers[tree.name] = server
             check_imports(tree, server.report["core_file"], "server")
             print(f"{tree.name}: serving {server.report['core_file']} on loop {tree.loop}")
+        if self.metrics_off:
+            new = self.trees["new"]
+            env = {**new.env, "METRICS_ENABLED": "false"}
+            self.servers["off"] = start_server(
+                "off", "app.server:create_app", new.path, env, new.python, self.workdir
+            )
+            check_imports(new, self.servers["off"].report["core_file"], "server")
         baseline_env = {**self.trees["new"].env, "PYTHONPATH": str(ROOT)}
         baseline_env["REDIS_URL"] = stack.redis.url_for(3)
         for name, app in (
@@ -581,7 +603,7 @@ class Bench:
             self.scans[name] = Scans(stack, tree.database)
 
     def arguments(self, load: Load, run_index: int) -> list[str]:
-        files = self.trees["new" if load.server in ("bare", "limit") else load.server].files
+        files = self.trees["new" if load.server in ("bare", "limit", "off") else load.server].files
         if load.entries is None:
             # A liveness probe or a public page carries no token: one would make the server
             # authenticate every request, and the row would measure that instead.
@@ -599,7 +621,7 @@ class Bench:
     def measure(self, load: Load, seconds: int, run_index: int, label: str) -> Run:
         assert self.stack is not None
         server = self.servers[load.server]
-        tree = self.trees.get(load.server)
+        tree = self.trees.get("new" if load.server == "off" else load.server)
         if tree and load.entries == "users":
             since = time.monotonic() - self.last_primed.get(tree.name, -1e9)
             if since > PRIME_EVERY_SECONDS or (load.hold is None and load.mode == "bearer"):
@@ -662,7 +684,6 @@ class Bench:
     def schedule(self, round_index: int) -> list[tuple[str, Load]]:
         """Every load once: each baseline before the first row that uses it, then the row's
         old and new code back to back, the old first in odd rounds and the new in even ones."""
-        order = TREES if round_index % 2 else tuple(reversed(TREES))
         scheduled: list[tuple[str, Load]] = []
         seen: set[str] = set()
         for row in self.rows:
@@ -670,7 +691,10 @@ class Bench:
                 seen.add(row.baseline)
                 name, load = self.baselines[row.baseline]
                 scheduled.append((name, load))
-            scheduled += [(f"{row.name} [{tree}]", row.load(tree)) for tree in order]
+            loads = [(f"{row.name} [{tree}]", row.load(tree)) for tree in TREES]
+            if off := self.metrics_off.get(row.name):
+                loads.append((f"{row.name} [metrics off]", off))
+            scheduled += loads if round_index % 2 else loads[::-1]
         return scheduled
 
     def measure_all(self) -> None:
@@ -805,6 +829,21 @@ def report(bench: Bench) -> None:
         used_by = ", ".join(row.name for row in bench.rows if row.baseline == key)
         print(f"baseline {name}: {used_by}")
 
+    metrics: dict[str, dict[str, float]] = {}
+    if bench.metrics_off:
+        print("\nmetrics on (new) against off (METRICS_ENABLED=false), req/s:")
+    for name, off in bench.metrics_off.items():
+        on = next(row.new for row in bench.rows if row.name == name)
+        metrics[name] = {
+            "on": rate(on),
+            "off": rate(off),
+            "on_over_off": ratio(rate(on), rate(off)),
+        }
+        print(
+            f"  {name:29} on {rate(on):8.0f}  off {rate(off):8.0f}  "
+            f"cost {1 - metrics[name]['on_over_off']:6.1%}"
+        )
+
     celery: dict[str, dict[str, float]] = {}
     if len(bench.celery) == len(TREES):
         print("\ncelery round trip, tasks/s:")
@@ -834,6 +873,18 @@ def report(bench: Bench) -> None:
         targets.append(
             {"scenario": row.name, "ratio": what, "value": value, "target": threshold, "met": met}
         )
+    # ... and metrics cost no more than 1 - METRICS_TARGET of the same code without them.
+    for name, measured in metrics.items():
+        on_over_off = measured["on_over_off"]
+        targets.append(
+            {
+                "scenario": f"{name} metrics",
+                "ratio": "on/off",
+                "value": on_over_off,
+                "target": METRICS_TARGET,
+                "met": on_over_off >= METRICS_TARGET,
+            }
+        )
     print()
     for target in targets:
         print(
@@ -845,6 +896,7 @@ def report(bench: Bench) -> None:
     loads = [*bench.baselines.values()] + [
         (f"{row.name} [{tree}]", row.load(tree)) for row in bench.rows for tree in TREES
     ]
+    loads += [(f"{name} [metrics off]", load) for name, load in bench.metrics_off.items()]
     refused = {name: sum(run.non_2xx for run in load.runs) for name, load in loads}
     refused = {name: count for name, count in refused.items() if count}
     print(f"\ncheck: non-2xx responses: {refused or 'none'}")
@@ -904,6 +956,7 @@ def report(bench: Bench) -> None:
         ],
         "celery_tasks_per_second": bench.celery,
         "celery": celery,
+        "metrics": metrics,
         "targets": targets,
     }
     path.write_text(json.dumps(results, indent=2))
