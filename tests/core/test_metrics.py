@@ -263,9 +263,7 @@ async def test_the_dashboard_asks_for_families_the_api_exports(client: AsyncClie
     }
     # A histogram's series end in _bucket and _count.
     ours = {
-        re.sub(r"_(bucket|count)$", "", name)
-        for name in asked
-        if not name.startswith("flower_")
+        re.sub(r"_(bucket|count)$", "", name) for name in asked if not name.startswith("flower_")
     }
     assert ours, asked
     assert ours <= exported, ours - exported
