@@ -138,8 +138,8 @@ def serve_embedded(workdir: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+def wait_until_serving(base_url: str, server: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert server.poll() is None, "the server exited"
         try:
@@ -147,7 +147,7 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
             return
         except httpx.TransportError:
             time.sleep(0.1)
-    raise AssertionError("the server did not start within 30 s")
+    raise AssertionError(f"the server did not start within {seconds:.0f} s")
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:

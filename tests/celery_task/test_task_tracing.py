@@ -4,10 +4,9 @@ by a real worker to a receiver this test runs."""
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 
 import httpx
@@ -18,62 +17,45 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from tests.celery_task.conftest import Worker
-from tests.helpers import registration
+from tests.helpers import PostReceiver, registration
 from tests.servers import ServerStack, free_ports
 from tests.test_main import ROOT, bare_environment, start_server, wait_until_serving
 
 
-class Receiver:
-    """An OTLP/HTTP trace receiver on loopback; keeps (service, span name, trace id) per span."""
+class Spans:
+    """What an OTLP/HTTP receiver got: (service, span name, trace id) per span."""
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str, str]] = []
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    body = gzip.decompress(body)
-                export = ExportTraceServiceRequest.FromString(body)
-                for resource_spans in export.resource_spans:
-                    service = next(
-                        a.value.string_value
-                        for a in resource_spans.resource.attributes
-                        if a.key == "service.name"
-                    )
-                    for scope_spans in resource_spans.scope_spans:
-                        for span in scope_spans.spans:
-                            receiver.spans.append((service, span.name, span.trace_id.hex()))
-                answer = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def take(self, path: str, headers: Message, body: bytes) -> bytes:
+        if headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        for resource_spans in ExportTraceServiceRequest.FromString(body).resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource_spans.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append((service, span.name, span.trace_id.hex()))
+        answer: bytes = ExportTraceServiceResponse().SerializeToString()
+        return answer
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    yield started
-    started.close()
+def received() -> Iterator[tuple[Spans, str]]:
+    spans = Spans()
+    receiver = PostReceiver(spans.take)
+    yield spans, receiver.url
+    receiver.close()
 
 
 def test_a_request_and_the_task_it_sent_share_one_trace(
-    tmp_path: Path, stack: ServerStack, receiver: Receiver
+    tmp_path: Path, stack: ServerStack, received: tuple[Spans, str]
 ) -> None:
+    receiver, url = received
     env = {
         **bare_environment(),
         "WRITER_DB_URL": stack.primary.dsn(),
@@ -81,7 +63,7 @@ def test_a_request_and_the_task_it_sent_share_one_trace(
         "REDIS_URL": stack.redis.url_for(0),
         "CELERY_BROKER_URL": stack.redis.url_for(1),
         "CELERY_BACKEND_URL": stack.redis.url_for(2),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
         # The SDK's own setting: spans leave within a fraction of a second.
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }

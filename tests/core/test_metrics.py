@@ -6,7 +6,6 @@ import base64
 import json
 import re
 import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from core.config import Settings, load_config
 from core.helpers.cache import Cache, RedisBackend
 from core.metrics import RATE_LIMIT_REJECTIONS
 from tests.servers import ServerStack, free_ports
-from tests.test_main import ROOT, bare_environment, start_server
+from tests.test_main import ROOT, bare_environment, start_server, wait_until_serving
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -182,19 +181,6 @@ def test_metrics_are_off_by_default_in_prod_only() -> None:
         Settings(METRICS_BASIC_AUTH="no-colon")
 
 
-def wait_serving(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    # Two workers importing the app on a busy machine take a while.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "the server exited"
-        try:
-            httpx.get(f"{base_url}/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise AssertionError("the server did not start")
-
-
 def test_one_scrape_covers_every_worker(tmp_path: Path, stack: ServerStack) -> None:
     """`main.py --workers 2`: the figures of both workers in each scrape; leftovers of an
     earlier run in the metrics directory are removed before the workers start."""
@@ -220,7 +206,8 @@ def test_one_scrape_covers_every_worker(tmp_path: Path, stack: ServerStack) -> N
     base_url = f"http://127.0.0.1:{port}"
     sent = 0
     try:
-        wait_serving(base_url, server)
+        # Two workers importing the app on a busy machine take a while.
+        wait_until_serving(base_url, server, seconds=120)
         assert not stale.exists()
         before = request_count(
             parse(httpx.get(f"{base_url}/metrics").text), "GET", "/health", "200"
