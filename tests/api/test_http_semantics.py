@@ -106,7 +106,8 @@ async def test_a_patch_changing_the_email_is_all_or_nothing(
     assert stack.primary.psql(f"SELECT nickname FROM users WHERE id = {user.id}") == "Now"
     assert (
         stack.primary.psql(
-            f"SELECT count(*) FROM email_tokens WHERE user_id = {user.id} AND purpose = 'change_email'"
+            f"SELECT count(*) FROM email_tokens WHERE user_id = {user.id}"
+            " AND purpose = 'change_email'"
         )
         == "0"
     )
