@@ -7,10 +7,7 @@ so one scrape of any worker reports them all.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import secrets
 import time
 from typing import Any
 
@@ -108,20 +105,6 @@ def _exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def _credentials_match(scope: Scope, expected: str) -> bool:
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            scheme, _, encoded = value.partition(b" ")
-            if scheme.lower() != b"basic":
-                return False
-            try:
-                given = base64.b64decode(encoded, validate=True)
-            except binascii.Error:
-                return False
-            return secrets.compare_digest(given, expected.encode())
-    return False
-
-
 class MetricsMiddleware:
     """Records every HTTP request, labelled with its route template, and answers `/metrics`.
 
@@ -180,7 +163,12 @@ class MetricsMiddleware:
         return template
 
     async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.basic_auth and not _credentials_match(scope, self.basic_auth):
+        # Imported here: the middlewares package imports the cache, which imports this module.
+        from core.fastapi.middlewares.docs_auth import basic_credentials_match
+
+        headers = [value for key, value in scope["headers"] if key == b"authorization"]
+        header = headers[0] if len(headers) == 1 else None
+        if self.basic_auth and not basic_credentials_match(header, self.basic_auth):
             response: Response = problem_response(
                 401,
                 "METRICS__UNAUTHORIZED",

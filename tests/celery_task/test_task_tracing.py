@@ -77,19 +77,24 @@ def test_a_request_and_the_task_it_sent_share_one_trace(
         wait_until_serving(base_url, server)
         created = httpx.post(f"{base_url}/api/v1/users", json=registration(), timeout=10)
         assert created.status_code == 201
-        deadline = time.monotonic() + 20
-        request = task = None
-        while time.monotonic() < deadline and not (request and task):
+        deadline = time.monotonic() + 30
+        request = tasks = None
+        while time.monotonic() < deadline and not (request and tasks):
             spans = list(receiver.spans)
             request = next((s for s in spans if s[:2] == ("api", "POST /api/v1/users")), None)
-            task = next(
-                (s for s in spans if s[:2] == ("worker", "run/user.send_welcome_email")), None
-            )
+            # The queue may still hold tasks other tests sent: the one this request sent runs
+            # in the request's trace.
+            tasks = [
+                s
+                for s in spans
+                if s[:2] == ("worker", "run/user.send_verification_email")
+                and request is not None
+                and s[2] == request[2]
+            ]
             time.sleep(0.1)
     finally:
         server.terminate()
         server.wait(timeout=40)
         worker.stop()
     assert request is not None, receiver.spans
-    assert task is not None, worker.log()
-    assert task[2] == request[2]
+    assert tasks, (receiver.spans, worker.log())

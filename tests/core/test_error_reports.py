@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.message import Message
 from typing import Any
 
@@ -14,7 +14,6 @@ import sentry_sdk
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from core.config import load_config
 from tests.helpers import PostReceiver
 
 
@@ -49,13 +48,12 @@ def sentry() -> Iterator[tuple[Events, int]]:
 
 
 async def test_an_unhandled_error_is_reported(
-    sentry: tuple[Events, int], monkeypatch: pytest.MonkeyPatch
+    sentry: tuple[Events, int], settings: Callable[..., None]
 ) -> None:
     from app.server import create_app
 
     received, port = sentry
-    monkeypatch.setenv("SENTRY_DSN", f"http://publickey@127.0.0.1:{port}/42")
-    load_config()
+    settings(SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/42")
     try:
         app: FastAPI = create_app()
 
@@ -69,9 +67,7 @@ async def test_an_unhandled_error_is_reported(
             assert (await http.get("/health")).status_code == 200
         sentry_sdk.get_client().close(timeout=10)  # sends what it holds, then stops
     finally:
-        monkeypatch.undo()
-        load_config()
-        sentry_sdk.init()  # SENTRY_DSN is gone: reporting is off for the rest of the suite
+        sentry_sdk.init()  # no DSN: reporting is off for the rest of the suite
     assert received.paths
     assert all(path.startswith("/api/42/envelope") for path in received.paths)
     assert len(received.events) == 1

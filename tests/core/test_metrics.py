@@ -7,7 +7,7 @@ import json
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.config import Settings, load_config
+from core.config import Settings
 from core.helpers.cache import Cache, RedisBackend
 from core.metrics import RATE_LIMIT_REJECTIONS
 from tests.servers import ServerStack, free_ports
@@ -127,18 +127,13 @@ async def test_cache_hits_misses_and_errors_are_counted(client: AsyncClient) -> 
 
 
 @pytest.fixture
-async def guarded_client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncClient]:
+async def guarded_client(settings: Callable[..., None]) -> AsyncIterator[AsyncClient]:
     from app.server import create_app
 
-    monkeypatch.setenv("METRICS_BASIC_AUTH", "prometheus:s3cret")
-    load_config()
-    try:
-        app: FastAPI = create_app()
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
-            yield http
-    finally:
-        monkeypatch.undo()
-        load_config()
+    settings(METRICS_BASIC_AUTH="prometheus:s3cret")
+    app: FastAPI = create_app()
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+        yield http
 
 
 def basic(credentials: str) -> dict[str, str]:
@@ -157,19 +152,14 @@ async def test_basic_auth_guards_metrics(guarded_client: AsyncClient) -> None:
     await scrape(guarded_client, headers=basic("prometheus:s3cret"))
 
 
-async def test_metrics_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_metrics_can_be_turned_off(settings: Callable[..., None]) -> None:
     from app.server import create_app
 
-    monkeypatch.setenv("METRICS_ENABLED", "false")
-    load_config()
-    try:
-        app: FastAPI = create_app()
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
-            assert (await http.get("/metrics")).status_code == 404
-            assert (await http.get("/health")).status_code == 200
-    finally:
-        monkeypatch.undo()
-        load_config()
+    settings(METRICS_ENABLED=False)
+    app: FastAPI = create_app()
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+        assert (await http.get("/metrics")).status_code == 404
+        assert (await http.get("/health")).status_code == 200
 
 
 def test_metrics_are_off_by_default_in_prod_only() -> None:

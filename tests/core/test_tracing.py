@@ -76,8 +76,8 @@ async def test_a_write_traces_its_statements_on_the_writer_and_the_task_it_sends
     statements = [s for s in trace if s.attributes and "db.engine" in s.attributes]
     assert any(s.name == "INSERT" for s in statements)
     assert {s.attributes["db.engine"] for s in statements if s.attributes} == {"writer"}
-    # The welcome mail is published to the broker within the request's trace.
-    assert any(s.name == "apply_async/user.send_welcome_email" for s in trace)
+    # The verification mail is published to the broker within the request's trace.
+    assert any(s.name == "apply_async/user.send_verification_email" for s in trace)
     assert any(s.attributes and s.attributes.get("db.system") == "redis" for s in trace)
 
 
