@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast, get_args
 
+from limits import parse
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -93,6 +94,19 @@ class Settings(BaseSettings):
     @classmethod
     def _metrics_default(cls, value: bool | None, info: ValidationInfo) -> bool:
         return value if value is not None else info.data.get("ENV") != "prod"
+
+    # Rate limits (RateLimit): on or off, the limit of routes without one, the default tiers.
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_DEFAULT: str = "60/minute"
+    RATE_LIMIT_ANONYMOUS_TIER: str = "anonymous"
+    DEFAULT_TIER: str = "free"
+
+    @field_validator("RATE_LIMIT_DEFAULT")
+    @classmethod
+    def _parse_limit(cls, value: str) -> str:
+        # A typo must stop the server at startup, not fail every limited request.
+        parse(value)
+        return value
 
     @field_validator("CORS_ORIGINS", mode="before")
     @classmethod

@@ -22,6 +22,8 @@ class AuthState:
     permissions: frozenset[str] = frozenset()
     # Logged-out sessions whose access tokens may not have expired yet.
     revoked_sessions: frozenset[str] = frozenset()
+    # The rate-limit tier's name; None: DEFAULT_TIER.
+    tier: str | None = None
     # False when the writer was unreachable and the state was read on a replica.
     from_writer: bool = True
 

@@ -13,6 +13,8 @@ class CurrentUser:
     is_verified: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
+    # The rate-limit tier; None: DEFAULT_TIER.
+    tier: str | None = None
 
     @property
     def is_authenticated(self) -> bool:

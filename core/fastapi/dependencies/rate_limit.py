@@ -1,0 +1,102 @@
+"""`Depends(RateLimit())` / `Depends(RateLimit("10/minute"))`: a route limited per caller (the
+user, else the client address), at its caller's tier's limit for the route's path template, else
+the route's own, else RATE_LIMIT_DEFAULT."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import Request
+from fastapi.routing import iter_route_contexts
+from limits import RateLimitItem, RateLimitItemPerSecond, parse
+
+from core.config import config
+from core.exceptions import TooManyRequestsException
+from core.fastapi.schemas.current_user import CurrentUser
+from core.helpers.rate_limiter import rate_limiter
+
+logger = logging.getLogger(__name__)
+
+# A tier's limits: path template -> (requests, period in seconds).
+TierLimits = Mapping[str, tuple[int, int]]
+LoadTierLimits = Callable[[str], Awaitable[TierLimits]]
+
+# Where the dependency leaves the headers for RateLimitHeadersMiddleware, which adds them to
+# whatever response the route ends with (a Response it returns, an error).
+HEADERS_SCOPE_KEY = "rate_limit_headers"
+
+
+class _Loader:
+    load: LoadTierLimits | None = None
+
+
+def use_tier_limits(load: LoadTierLimits) -> None:
+    """Set the application's query for a tier's per-path limits."""
+    _Loader.load = load
+
+
+class RateLimitedException(TooManyRequestsException):
+    error_code = "RATE_LIMITED"
+    detail = "Too many requests; retry later."
+
+
+# Route object id -> its full path template; routes live as long as the app.
+_templates: dict[int, str] = {}
+
+
+def path_template(request: Request) -> str:
+    """The matched route's path template with its include prefixes: "/api/v1/users/{user_id}"."""
+    route = request.scope.get("route")
+    template = _templates.get(id(route))
+    if template is None:
+        # scope["route"] is the route as its router declared it, without the include prefixes.
+        templates = (
+            context.path
+            for context in iter_route_contexts(request.app.routes)
+            if context.original_route is route and context.path
+        )
+        template = _templates[id(route)] = next(templates, getattr(route, "path", ""))
+    return template or request.url.path
+
+
+class RateLimit:
+    def __init__(self, limit: str | None = None) -> None:
+        # Parsed here, so a malformed limit fails at import rather than on a request.
+        self.limit = parse(limit) if limit else None
+
+    async def __call__(self, request: Request) -> None:
+        if not config.RATE_LIMIT_ENABLED:
+            return
+        path = path_template(request)
+        user: CurrentUser = request.user
+        if user.is_authenticated:
+            tier, caller = user.tier or config.DEFAULT_TIER, f"user:{user.id}"
+        else:
+            address = request.client.host if request.client else "unknown"
+            tier, caller = config.RATE_LIMIT_ANONYMOUS_TIER, f"address:{address}"
+        policy, item = await self._policy(tier, path)
+        hit = await rate_limiter.hit(item, path, caller)
+        request.scope[HEADERS_SCOPE_KEY] = [
+            (b"ratelimit-policy", f'"{policy}";q={item.amount};w={item.get_expiry()}'.encode()),
+            (b"ratelimit", f'"{policy}";r={hit.remaining};t={hit.reset_in}'.encode()),
+        ]
+        if not hit.allowed:
+            raise RateLimitedException(retry_after=hit.reset_in)
+
+    async def _policy(self, tier: str, path: str) -> tuple[str, RateLimitItem]:
+        """The policy's name and limit: the tier's for this path, else the route's own, else
+        the default."""
+        if _Loader.load is not None:
+            try:
+                limit = (await _Loader.load(tier)).get(path)
+            except Exception:
+                # Still limited, by the route's own limit: an outage never turns limits off.
+                logger.exception("tier %s limits unavailable; the route's own limit applies", tier)
+                limit = None
+            if limit is not None:
+                return tier, RateLimitItemPerSecond(limit[0], limit[1])
+        return "default", self.limit or parse(config.RATE_LIMIT_DEFAULT)
+
+
+__all__ = ["RateLimit", "RateLimitedException", "TierLimits", "path_template", "use_tier_limits"]
