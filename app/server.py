@@ -11,13 +11,16 @@ from starlette.middleware.cors import CORSMiddleware
 
 from api import include_routers
 from app.auth import load_auth_state
+from app.tier import tier_service
 from core.config import config
 from core.db import databases
 from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception_handlers
+from core.fastapi.dependencies import use_tier_limits
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     BodyLimitMiddleware,
     DocsAuthMiddleware,
+    RateLimitHeadersMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
@@ -54,6 +57,7 @@ def _middleware() -> list[Middleware]:
         Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
+        Middleware(RateLimitHeadersMiddleware),
     ]
     if config.METRICS_ENABLED:
         # Inside the layers that add headers to every response, around the error answers.
@@ -99,4 +103,5 @@ def create_app() -> FastAPI:
     include_routers(app)
     install_exception_handlers(app)
     instrument_app(app)
+    use_tier_limits(tier_service.limits_of)
     return app

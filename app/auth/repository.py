@@ -20,6 +20,7 @@ from sqlalchemy import (
 
 from app.auth.models import AuthSession
 from app.role import Role, user_roles
+from app.tier import Tier
 from app.user import User
 from core.db import session
 from core.db.base import utcnow
@@ -113,11 +114,14 @@ class AuthSessionRepository:
         user: tuple[int, bool, str | None] | None = None
         permissions: set[str] = set()
         revoked: set[str] = set()
+        tier: str | None = None
         for kind, number, flag, text in rows:
             if kind == "user":
                 user = (number, flag, text)
             elif kind == "permissions":
                 permissions.update(orjson.loads(text))
+            elif kind == "tier":
+                tier = text
             else:
                 revoked.add(text)
         if user is None:
@@ -132,14 +136,16 @@ class AuthSessionRepository:
             is_verified=liveness == "verified",
             permissions=frozenset(permissions),
             revoked_sessions=frozenset(revoked),
+            tier=tier,
         )
 
 
 def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[Any]:
     """Rows of (kind, number, flag, text): one "user" row (token version, admin flag, "verified"
-    or "live" unless deleted), a "permissions" row per role (its JSON list) and a "revoked" row per
-    session revoked since `revoked_since`."""
+    or "live" unless deleted), a "permissions" row per role (its JSON list), a "revoked" row per
+    session revoked since `revoked_since` and a "tier" row (its name) unless the user has none."""
     users, roles, sessions = User.__table__.c, Role.__table__.c, AuthSession.__table__.c
+    tiers = Tier.__table__.c
     user = select(
         literal_column("'user'").label("kind"),
         users.token_version.label("number"),
@@ -158,4 +164,9 @@ def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[An
     revoked = select(literal_column("'revoked'"), null(), null(), sessions.id).where(
         sessions.user_id == user_id, sessions.revoked_at > revoked_since
     )
-    return union_all(user, permissions, revoked)
+    tier = (
+        select(literal_column("'tier'"), null(), null(), tiers.name)
+        .join_from(User.__table__, Tier.__table__, users.tier_id == tiers.id)
+        .where(users.id == user_id)
+    )
+    return union_all(user, permissions, revoked, tier)

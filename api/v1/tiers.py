@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi.routing import iter_route_contexts
+
+from app.tier import (
+    RateLimitCreate,
+    RateLimitRead,
+    Tier,
+    TierCreate,
+    TierRateLimit,
+    TierRead,
+    tier_service,
+)
+from core.exceptions import UnprocessableEntityException
+from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency, RateLimit
+
+router = APIRouter(
+    prefix="/tiers",
+    tags=["tiers"],
+    dependencies=[Depends(PermissionDependency([IsAuthenticated, IsAdmin]))],
+)
+
+TierName = Annotated[str, Path(max_length=64)]
+
+
+class UnknownPathException(UnprocessableEntityException):
+    error_code = "TIER__UNKNOWN_PATH"
+    detail = "No route has this path template."
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TierRead,
+    dependencies=[Depends(RateLimit())],
+)
+async def create_tier(body: TierCreate) -> Tier:
+    """Create a rate-limit tier; give users it with PUT /api/v1/users/{id}/tier."""
+    return await tier_service.create(body)
+
+
+@router.get("", response_model=list[TierRead])
+async def list_tiers() -> Sequence[Tier]:
+    """List every tier."""
+    return await tier_service.list()
+
+
+@router.post(
+    "/{name}/rate-limits",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RateLimitRead,
+    dependencies=[Depends(RateLimit())],
+)
+async def add_rate_limit(name: TierName, body: RateLimitCreate, request: Request) -> TierRateLimit:
+    """Limit one route (by its path template) for the tier's callers; applies at once."""
+    # A typo would limit nothing and look as if it did.
+    templates = {route.path for route in iter_route_contexts(request.app.routes)}
+    if body.path not in templates:
+        raise UnknownPathException(f"No route has the path template {body.path}.")
+    return await tier_service.add_rate_limit(name, body)
+
+
+@router.get("/{name}/rate-limits", response_model=list[RateLimitRead])
+async def list_rate_limits(name: TierName) -> Sequence[TierRateLimit]:
+    """The tier's limits, by path."""
+    return await tier_service.rate_limits(name)
+
+
+@router.delete(
+    "/{name}/rate-limits/{rate_limit_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(RateLimit())],
+)
+async def delete_rate_limit(
+    name: TierName, rate_limit_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+) -> Response:
+    """Remove one of the tier's limits; the route's own limit applies again at once."""
+    await tier_service.delete_rate_limit(name, rate_limit_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

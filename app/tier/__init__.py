@@ -1,0 +1,35 @@
+from app.tier.exceptions import (
+    DuplicateRateLimitException,
+    DuplicateTierException,
+    RateLimitNotFoundException,
+    TierNotFoundException,
+    UnknownTierException,
+)
+from app.tier.models import Tier, TierRateLimit
+from app.tier.schemas import (
+    RateLimitCreate,
+    RateLimitRead,
+    TierCreate,
+    TierRead,
+    UserTierRead,
+    UserTierUpdate,
+)
+from app.tier.service import TierService, tier_service
+
+__all__ = [
+    "DuplicateRateLimitException",
+    "DuplicateTierException",
+    "RateLimitCreate",
+    "RateLimitNotFoundException",
+    "RateLimitRead",
+    "Tier",
+    "TierCreate",
+    "TierNotFoundException",
+    "TierRateLimit",
+    "TierRead",
+    "TierService",
+    "UnknownTierException",
+    "UserTierRead",
+    "UserTierUpdate",
+    "tier_service",
+]

@@ -1,0 +1,76 @@
+"""rate-limit tiers, their per-path limits, users.tier_id; the anonymous and free tiers
+
+Revision ID: 0004
+Revises: 0002
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | Sequence[str] | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+BIGINT_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _timestamps() -> list[sa.Column[Any]]:
+    return [
+        sa.Column(name, sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False)
+        for name in ("created_at", "updated_at")
+    ]
+
+
+def upgrade() -> None:
+    tiers = op.create_table(
+        "tiers",
+        sa.Column("id", BIGINT_ID, nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=False),
+        *_timestamps(),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tiers")),
+        sa.UniqueConstraint("name", name=op.f("uq_tiers_name")),
+    )
+    op.create_table(
+        "tier_rate_limits",
+        sa.Column("id", BIGINT_ID, nullable=False),
+        sa.Column("tier_id", BIGINT_ID, nullable=False),
+        sa.Column("path", sa.String(length=255), nullable=False),
+        sa.Column("limit", sa.Integer(), nullable=False),
+        sa.Column("period_seconds", sa.Integer(), nullable=False),
+        *_timestamps(),
+        sa.ForeignKeyConstraint(
+            ["tier_id"],
+            ["tiers.id"],
+            name=op.f("fk_tier_rate_limits_tier_id_tiers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_rate_limits")),
+        sa.UniqueConstraint("tier_id", "path", name=op.f("uq_tier_rate_limits_tier_id")),
+    )
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.add_column(sa.Column("tier_id", BIGINT_ID, nullable=True))
+        batch_op.create_foreign_key(
+            op.f("fk_users_tier_id_tiers"), "tiers", ["tier_id"], ["id"], ondelete="SET NULL"
+        )
+    # The defaults of RATE_LIMIT_ANONYMOUS_TIER and DEFAULT_TIER.
+    op.bulk_insert(
+        tiers,
+        [
+            {"name": "anonymous", "description": "Callers without a token."},
+            {"name": "free", "description": "Users who were not given another tier."},
+        ],
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.drop_constraint(op.f("fk_users_tier_id_tiers"), type_="foreignkey")
+        batch_op.drop_column("tier_id")
+    op.drop_table("tier_rate_limits")
+    op.drop_table("tiers")
