@@ -20,7 +20,7 @@ from app.auth import (
 )
 from app.user import UserRead, account_service
 from core.config import config
-from core.fastapi.dependencies import IsAuthenticated, PermissionDependency
+from core.fastapi.dependencies import IsAuthenticated, PermissionDependency, RateLimit
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.tokens import InvalidTokenException
 
@@ -75,7 +75,12 @@ def _refresh_token(request: Request, body: RefreshRequest | None) -> str:
     return cookie
 
 
-@router.post("/login", response_model=TokenPair, response_model_exclude_none=True)
+@router.post(
+    "/login",
+    response_model=TokenPair,
+    response_model_exclude_none=True,
+    dependencies=[Depends(RateLimit())],
+)
 async def login(body: LoginRequest, request: Request, response: Response) -> TokenPair:
     """Exchange email and password for an access and a refresh token."""
     response.headers["Cache-Control"] = "no-store"
@@ -84,7 +89,12 @@ async def login(body: LoginRequest, request: Request, response: Response) -> Tok
     return _in_cookies(response, tokens)
 
 
-@router.post("/refresh", response_model=TokenPair, response_model_exclude_none=True)
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    response_model_exclude_none=True,
+    dependencies=[Depends(RateLimit())],
+)
 async def refresh(
     request: Request, response: Response, body: RefreshRequest | None = None
 ) -> TokenPair:
@@ -101,14 +111,16 @@ def _ended(response: Response) -> Response:
     return response
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())])
 async def logout(user: CurrentUser = Depends(authenticated)) -> Response:
     """End this session: its access token and refresh tokens stop working."""
     await auth_service.logout(user)
     return _ended(Response(status_code=status.HTTP_204_NO_CONTENT))
 
 
-@router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/logout-all", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())]
+)
 async def logout_all(user: CurrentUser = Depends(authenticated)) -> Response:
     """End every session of yours, this one included."""
     assert user.id is not None
@@ -128,7 +140,11 @@ async def list_sessions(user: CurrentUser = Depends(authenticated)) -> list[Sess
     ]
 
 
-@router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(RateLimit())],
+)
 async def end_session(
     session_id: SessionId, user: CurrentUser = Depends(authenticated)
 ) -> Response:
@@ -138,14 +154,17 @@ async def end_session(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/verify-email", response_model=UserRead)
+@router.post("/verify-email", response_model=UserRead, dependencies=[Depends(RateLimit())])
 async def verify_email(body: EmailTokenRequest) -> UserRead:
     """Confirm an address with the token from the verification mail."""
     return await account_service.verify_email(body.token)
 
 
 @router.post(
-    "/verify-email/resend", status_code=status.HTTP_202_ACCEPTED, response_model=QueuedTask
+    "/verify-email/resend",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=QueuedTask,
+    dependencies=[Depends(RateLimit())],
 )
 async def resend_verification(
     request: Request, user: CurrentUser = Depends(authenticated)
@@ -157,21 +176,28 @@ async def resend_verification(
     )
 
 
-@router.post("/forgot-password", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/forgot-password",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=[Depends(RateLimit())],
+)
 async def forgot_password(body: ForgotPasswordRequest, request: Request) -> Accepted:
     """Mail a reset link if the address has an account; the answer is the same either way."""
     await auth_service.forgot_password(body.email, client_address(request))
     return Accepted(detail="If the address has an account, a reset link is on its way.")
 
 
-@router.post("/reset-password", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/reset-password", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())]
+)
 async def reset_password(body: ResetPasswordRequest) -> Response:
     """Set a new password with the token from the reset mail; every session ends."""
     await account_service.reset_password(body.token, body.password)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/confirm-email-change", response_model=UserRead)
+@router.post("/confirm-email-change", response_model=UserRead, dependencies=[Depends(RateLimit())])
 async def confirm_email_change(body: EmailTokenRequest) -> UserRead:
     """Apply an email change with the token mailed to the new address."""
     return await account_service.confirm_email_change(body.token)

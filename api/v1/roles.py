@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, status
 
 from app.role import ROLE_LIST, Role, RoleCreate, RoleRead, RoleUpdate, role_service
-from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency
+from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency, RateLimit
 from core.fastapi.lists import ListQuery, Page
 
 router = APIRouter(
@@ -15,7 +15,12 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=RoleRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RoleRead,
+    dependencies=[Depends(RateLimit())],
+)
 async def create_role(body: RoleCreate) -> Role:
     """Create a role with its permission codes, e.g. `users:read`."""
     return await role_service.create(body)
@@ -27,7 +32,7 @@ async def list_roles(query: Annotated[ListQuery, Depends(ROLE_LIST.dependency)])
     return await role_service.list(query)
 
 
-@router.patch("/{role_id}", response_model=RoleRead)
+@router.patch("/{role_id}", response_model=RoleRead, dependencies=[Depends(RateLimit())])
 async def update_role(role_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: RoleUpdate) -> Role:
     """Change a role's description or permissions; holders see the change on their next request."""
     return await role_service.update(role_id, body)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from api.v1.auth import client_address
 from app.auth import PasswordRequest, QueuedTask, auth_service
 from app.role import UserRolesRead, UserRolesUpdate, role_service
+from app.tier import UserTierRead, UserTierUpdate, tier_service
 from app.user import (
     USER_LIST,
     IsSelf,
@@ -23,6 +24,7 @@ from core.fastapi.dependencies import (
     IsAdmin,
     IsAuthenticated,
     PermissionDependency,
+    RateLimit,
 )
 from core.fastapi.idempotency import Idempotency
 from core.fastapi.lists import ListQuery, Page
@@ -39,7 +41,12 @@ self_or_admin = PermissionDependency([IsAuthenticated, AnyOf(IsSelf, IsAdmin)])
 deleter = PermissionDependency([IsAuthenticated, HasPermission("users:delete")])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserRead,
+    dependencies=[Depends(RateLimit())],
+)
 async def register_user(body: UserCreate, request: Request, idempotency: Idempotency) -> Response:
     """Register a new account; a verification link is mailed to it. Takes an Idempotency-Key."""
     address = client_address(request)
@@ -54,7 +61,7 @@ async def read_me(request: Request, user: CurrentUser = Depends(authenticated)) 
     return with_etag(request, found, found.version)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())])
 async def delete_me(
     body: PasswordRequest, request: Request, user: CurrentUser = Depends(authenticated)
 ) -> Response:
@@ -78,7 +85,7 @@ async def get_user(user_id: UserId, request: Request) -> Response:
     return with_etag(request, found, found.version)
 
 
-@router.patch("/{user_id}", response_model=UserRead)
+@router.patch("/{user_id}", response_model=UserRead, dependencies=[Depends(RateLimit())])
 async def update_user(
     user_id: UserId,
     body: UserUpdate,
@@ -95,7 +102,9 @@ async def update_user(
     return updated
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())]
+)
 async def delete_user(user_id: UserId, caller: CurrentUser = Depends(deleter)) -> Response:
     """Soft-delete a user; their tokens stop working at once (admins only by admins)."""
     await user_service.delete(user_id, by_admin=caller.is_admin)
@@ -106,14 +115,28 @@ async def delete_user(user_id: UserId, caller: CurrentUser = Depends(deleter)) -
     "/{user_id}/verification-email",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=QueuedTask,
-    dependencies=[Depends(admin)],
+    dependencies=[Depends(admin), Depends(RateLimit())],
 )
 async def send_verification_email(user_id: UserId) -> QueuedTask:
     """Mail the user a new verification link; follow it at /api/v1/tasks/{task_id}."""
     return QueuedTask(task_id=await user_service.send_verification_email(user_id))
 
 
-@router.put("/{user_id}/roles", response_model=UserRolesRead, dependencies=[Depends(admin)])
+@router.put(
+    "/{user_id}/roles",
+    response_model=UserRolesRead,
+    dependencies=[Depends(admin), Depends(RateLimit())],
+)
 async def set_user_roles(user_id: UserId, body: UserRolesUpdate) -> UserRolesRead:
     """Replace a user's roles; the change applies from their next request."""
     return await role_service.set_user_roles(user_id, body)
+
+
+@router.put(
+    "/{user_id}/tier",
+    response_model=UserTierRead,
+    dependencies=[Depends(admin), Depends(RateLimit())],
+)
+async def set_user_tier(user_id: UserId, body: UserTierUpdate) -> UserTierRead:
+    """Put a user in a rate-limit tier; applies from their next request."""
+    return await tier_service.set_user_tier(user_id, body)
