@@ -67,7 +67,7 @@ class AuthService:
         if credentials is None or not valid:
             await self.throttle.record_failure(data.email, client_address)
             raise InvalidCredentialsException()
-        await self.throttle.record_success(data.email)
+        await self.throttle.record_success(data.email, client_address)
         if config.EMAIL_VERIFICATION_REQUIRED and not credentials.is_verified:
             raise EmailNotVerifiedException()
         if upgraded_hash is not None:
@@ -131,7 +131,7 @@ class AuthService:
         if not valid:
             await self.throttle.record_failure(user.email, address)
             raise WrongCurrentPasswordException()
-        await self.throttle.record_success(user.email)
+        await self.throttle.record_success(user.email, address)
 
     @Transactional()
     async def _start_session(

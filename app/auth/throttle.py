@@ -1,107 +1,108 @@
-"""Login throttling: attempts counted per account, failures (more loosely) per client address.
+"""Login throttling on the rate limiter (atomic in Redis; per process while Redis is down).
 
-An attempt on an account is reserved before the password is checked, atomically, so parallel
-guesses cannot slip past the limit while the slow hash runs. Attempts on a locked account are
-refused without counting against the address, so one attacker hammering one account locks
-that account only, not everyone behind the same address. A successful login clears its
-account's count. While the cache cannot be reached, each process counts on its own (the log
-says so once): the limits hold per process, never off.
+- Per account **and** address: `pair_limit` attempts without a success in the window, then that
+  address waits for that account. Attempts are counted before the password is checked, so
+  parallel guesses cannot slip past while the slow hash runs.
+- Per address: `address_limit` failures on any accounts in the window, then the address waits.
+- Other actions (`reserve("register", ...)`, "forgot_password", ...): `action_limit` per
+  account and `address_limit` per address in the window.
+- Per account: past `account_free_failures` failures from anywhere in the window, an address
+  that already failed on the account waits 2, 4, 8 ... seconds (up to `max_delay_seconds`)
+  after the account's latest failure before its next attempt.
+
+Failures from other addresses therefore slow an account down but never lock its owner out: an
+address without failures on the account is not delayed, and a success clears its counts.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+
+from limits import RateLimitItem, RateLimitItemPerSecond
 
 from app.auth.exceptions import TooManyLoginAttemptsException
-from core.helpers.cache import BaseBackend, Cache, CacheUnavailableError, InMemoryBackend
-from core.helpers.cache.base import bounded
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
+from core.helpers.rate_limiter import rate_limiter
 
 
 class LoginThrottle:
     def __init__(
-        self, *, account_limit: int = 5, address_limit: int = 50, window_seconds: int = 900
+        self,
+        *,
+        pair_limit: int = 5,
+        address_limit: int = 50,
+        action_limit: int = 5,
+        account_free_failures: int = 10,
+        max_delay_seconds: int = 300,
+        window_seconds: int = 900,
     ) -> None:
-        self.account_limit = account_limit
-        self.address_limit = address_limit
-        self.window_seconds = window_seconds
-        # Where attempts are counted while the shared cache cannot be reached.
-        self._local = InMemoryBackend()
-        self._counting_locally = False
-
-    async def _count(self, operation: Callable[[BaseBackend], Awaitable[T]]) -> T:
-        """Run `operation` on the shared cache, or on this process's store when it is down."""
-        try:
-            result = await bounded(lambda: operation(Cache.backend))
-        except CacheUnavailableError as error:
-            if not self._counting_locally:
-                logger.warning("login throttling counts per process: the cache is down (%s)", error)
-                self._counting_locally = True
-            return await operation(self._local)
-        self._counting_locally = False
-        return result
+        self.pair = RateLimitItemPerSecond(pair_limit, window_seconds)
+        self.address_failures = RateLimitItemPerSecond(address_limit, window_seconds)
+        self.action_per_account = RateLimitItemPerSecond(action_limit, window_seconds)
+        self.action_per_address = RateLimitItemPerSecond(address_limit, window_seconds)
+        # Counted up to where the delay stops growing; more would cost memory for nothing.
+        self.account_failures = RateLimitItemPerSecond(
+            account_free_failures + max_delay_seconds.bit_length() + 1, window_seconds
+        )
+        self.account_free_failures = account_free_failures
+        self.max_delay_seconds = max_delay_seconds
 
     @staticmethod
     def _account(email: str) -> str:
-        # Hashed: addresses of people have no business sitting in the cache in clear.
+        # Hashed: addresses of people have no business sitting in Redis in clear.
         return hashlib.sha256(email.lower().encode()).hexdigest()[:32]
 
-    def _keys(self, kind: str, email: str, address: str) -> tuple[str, str]:
-        return f"login:{kind}:account:{self._account(email)}", f"login:{kind}:address:{address}"
+    def _delay(self, failures: int) -> RateLimitItem | None:
+        """One attempt per this many seconds, after `failures` on the account; None: no delay."""
+        excess = failures - self.account_free_failures
+        if excess <= 0:
+            return None
+        return RateLimitItemPerSecond(1, min(2**excess, self.max_delay_seconds))
 
     async def reserve_attempt(self, email: str, address: str) -> None:
-        """Count this attempt; raise 429 with Retry-After if the account or address is locked."""
-        account_lock, address_lock = self._keys("lock", email, address)
-        account_attempts, _ = self._keys("attempts", email, address)
-        self._refuse_if_locked(
-            await self._count(lambda b: b.get_many([account_lock, address_lock]))
-        )
-        attempts = await self._count(lambda b: b.incr(account_attempts, self.window_seconds))
-        if attempts > self.account_limit:
-            await self._lock(account_lock)
-            raise TooManyLoginAttemptsException(retry_after=self.window_seconds)
-
-    async def record_failure(self, email: str, address: str) -> None:
-        _, address_failures = self._keys("failures", email, address)
-        _, address_lock = self._keys("lock", email, address)
-        failures = await self._count(lambda b: b.incr(address_failures, self.window_seconds))
-        if failures >= self.address_limit:
-            await self._lock(address_lock)
-
-    async def record_success(self, email: str) -> None:
-        account_attempts, _ = self._keys("attempts", email, "")
-        await self._count(lambda b: b.delete(account_attempts))
+        """Count this attempt; raise 429 with Retry-After while the address, the pair or the
+        account's delay says wait."""
+        account = self._account(email)
+        blocked = await rate_limiter.peek(self.address_failures, "login-address", address)
+        if not blocked.allowed:
+            raise TooManyLoginAttemptsException(retry_after=blocked.reset_in)
+        pair = await rate_limiter.hit(self.pair, "login-pair", account, address)
+        if not pair.allowed:
+            raise TooManyLoginAttemptsException(retry_after=pair.reset_in)
+        if pair.remaining + 1 >= self.pair.amount:
+            return  # the first attempt from here since a success: never delayed
+        failures = await rate_limiter.peek(self.account_failures, "login-account", account)
+        delay = self._delay(self.account_failures.amount - failures.remaining)
+        if delay is not None:
+            waited = await rate_limiter.peek(delay, "login-delay", account)
+            if not waited.allowed:
+                raise TooManyLoginAttemptsException(retry_after=waited.reset_in)
 
     async def reserve(self, action: str, email: str, address: str) -> None:
         """Count one `action` ("register", "forgot_password", ...) for the account and for the
         address; past either limit within the window, 429 with Retry-After."""
-        account_key = f"{action}:account:{self._account(email)}"
-        address_key = f"{action}:address:{address}"
-        on_account = await self._count(lambda b: b.incr(account_key, self.window_seconds))
-        on_address = await self._count(lambda b: b.incr(address_key, self.window_seconds))
-        if on_account > self.account_limit or on_address > self.address_limit:
+        hits = [
+            await rate_limiter.hit(self.action_per_account, action, self._account(email)),
+            await rate_limiter.hit(self.action_per_address, action, address),
+        ]
+        if refused := [hit for hit in hits if not hit.allowed]:
             raise TooManyLoginAttemptsException(
                 "Too many requests of this kind; wait before trying again.",
-                retry_after=self.window_seconds,
+                retry_after=max(hit.reset_in for hit in refused),
             )
 
-    async def _lock(self, key: str) -> None:
-        unlock_at = str(time.time() + self.window_seconds).encode()
-        await self._count(lambda b: b.set(key, unlock_at, self.window_seconds))
+    async def record_failure(self, email: str, address: str) -> None:
+        account = self._account(email)
+        await rate_limiter.hit(self.address_failures, "login-address", address)
+        failures = await rate_limiter.hit(self.account_failures, "login-account", account)
+        delay = self._delay(self.account_failures.amount - failures.remaining)
+        if delay is not None:
+            await rate_limiter.hit(delay, "login-delay", account)
 
-    @staticmethod
-    def _refuse_if_locked(locks: list[bytes | None]) -> None:
-        unlock_times = [float(lock) for lock in locks if lock is not None]
-        if unlock_times:
-            retry_after = int(max(unlock_times) - time.time()) + 1
-            raise TooManyLoginAttemptsException(retry_after=retry_after)
+    async def record_success(self, email: str, address: str | None = None) -> None:
+        account = self._account(email)
+        await rate_limiter.clear(self.account_failures, "login-account", account)
+        if address is not None:
+            await rate_limiter.clear(self.pair, "login-pair", account, address)
 
 
 login_throttle = LoginThrottle()
