@@ -1,0 +1,294 @@
+"""RateLimit against the real Redis and real API processes: tiers set through the API, the
+standard headers, atomic counting, the client address behind proxies, and a Redis outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from uuid import uuid4
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from httpx import ASGITransport, AsyncClient
+
+from core.config import load_config
+from core.fastapi.dependencies import RateLimit
+from core.helpers.cache import Cache, RedisBackend
+from tests.helpers import Account, signed_up
+from tests.servers import ServerStack
+from tests.test_main import ROOT, free_port, start_server, stop, wait_until_serving
+
+REFRESH = "/api/v1/auth/refresh"
+BOGUS_REFRESH = {"refresh_token": "not-a-token"}
+
+
+@contextmanager
+def api_process(**env: str) -> Iterator[str]:
+    """Another API process on the same databases and Redis, with `env` on top."""
+    port = free_port()
+    server = start_server(
+        [
+            *("-m", "uvicorn", "app.server:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        ROOT,
+        {**os.environ, **env},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, server)
+        yield base_url
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="module")
+def other_process() -> Iterator[str]:
+    with api_process() as base_url:
+        yield base_url
+
+
+@pytest.fixture
+async def admin(client: AsyncClient, stack: ServerStack) -> Account:
+    return await signed_up(client, stack, admin=True)
+
+
+@pytest.fixture
+def anonymous_limits(stack: ServerStack) -> Iterator[None]:
+    """The migrated anonymous tier is shared by every test: leave it as it was found."""
+    yield
+    anonymous = "SELECT id FROM tiers WHERE name = 'anonymous'"
+    stack.primary.psql(f"DELETE FROM tier_rate_limits WHERE tier_id = ({anonymous})")
+
+
+async def limit_tier(
+    client: AsyncClient, admin: Account, tier: str, path: str, limit: int
+) -> dict[str, object]:
+    response = await client.post(
+        f"/api/v1/tiers/{tier}/rate-limits",
+        json={"path": path, "limit": limit, "period_seconds": 60},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def new_tier(client: AsyncClient, admin: Account) -> str:
+    name = f"t-{uuid4().hex[:12]}"
+    created = await client.post("/api/v1/tiers", json={"name": name}, headers=admin.headers)
+    assert created.status_code == 201, created.text
+    return name
+
+
+async def test_a_limited_response_carries_the_policy_and_what_is_left(
+    client: AsyncClient,
+) -> None:
+    first = await client.post(REFRESH, json=BOGUS_REFRESH)
+    second = await client.post(REFRESH, json=BOGUS_REFRESH)
+
+    assert first.status_code == 401
+    assert first.headers["ratelimit-policy"] == '"default";q=60;w=60'
+    assert first.headers["ratelimit"].startswith('"default";r=59;t=')
+    assert second.headers["ratelimit"].startswith('"default";r=58;t=')
+    # GET routes opt in; these did not.
+    assert "ratelimit" not in (await client.get("/health")).headers
+
+
+async def test_a_route_limit_refuses_with_429_retry_after_in_the_problem_envelope(
+    app: FastAPI,
+) -> None:
+    @app.post("/test-only/limited", dependencies=[Depends(RateLimit("3/minute"))])
+    async def limited() -> dict[str, bool]:
+        return {"ok": True}
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        statuses = [(await http.post("/test-only/limited")).status_code for _ in range(3)]
+        refused = await http.post("/test-only/limited")
+
+    assert statuses == [200, 200, 200]
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["error_code"] == "RATE_LIMITED"
+    assert 0 < int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit-policy"] == '"default";q=3;w=60'
+    assert refused.headers["ratelimit"].startswith('"default";r=0;t=')
+
+
+async def test_rate_limit_enabled_false_turns_it_off(client: AsyncClient) -> None:
+    load_config(RATE_LIMIT_ENABLED=False, RATE_LIMIT_DEFAULT="1/minute")
+    try:
+        statuses = [(await client.post(REFRESH, json=BOGUS_REFRESH)) for _ in range(3)]
+    finally:
+        load_config()
+    assert [r.status_code for r in statuses] == [401] * 3
+    assert all("ratelimit" not in r.headers for r in statuses)
+
+
+async def test_a_tier_limit_set_through_the_api_applies_in_every_process(
+    client: AsyncClient, admin: Account, other_process: str, anonymous_limits: None
+) -> None:
+    await limit_tier(client, admin, "anonymous", REFRESH, 4)
+
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        statuses = []
+        for http in (client, other, client, other, client, other):
+            statuses.append((await http.post(REFRESH, json=BOGUS_REFRESH)).status_code)
+        refused = await other.post(REFRESH, json=BOGUS_REFRESH)
+
+    assert statuses == [401] * 4 + [429] * 2
+    assert refused.headers["ratelimit-policy"] == '"anonymous";q=4;w=60'
+
+
+async def test_deleting_a_tier_limit_applies_at_once(
+    client: AsyncClient, admin: Account, anonymous_limits: None
+) -> None:
+    created = await limit_tier(client, admin, "anonymous", REFRESH, 1)
+    assert (await client.post(REFRESH, json=BOGUS_REFRESH)).status_code == 401
+    assert (await client.post(REFRESH, json=BOGUS_REFRESH)).status_code == 429
+
+    deleted = await client.delete(
+        f"/api/v1/tiers/anonymous/rate-limits/{created['id']}", headers=admin.headers
+    )
+
+    assert deleted.status_code == 204
+    after = await client.post(REFRESH, json=BOGUS_REFRESH)
+    assert after.status_code == 401
+    assert after.headers["ratelimit-policy"] == '"default";q=60;w=60'
+
+
+async def test_a_tier_change_applies_to_the_user_in_every_process_at_once(
+    client: AsyncClient, admin: Account, other_process: str
+) -> None:
+    user = await signed_up(client)
+    path = "/api/v1/users/{user_id}"
+    pro = await new_tier(client, admin)
+    await limit_tier(client, admin, pro, path, 2)
+    patch = f"/api/v1/users/{user.id}"
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        # Cached in both processes' view of the auth state first: the free tier, the default.
+        before = await other.patch(patch, json={"nickname": "Bo"}, headers=user.headers)
+        assert before.headers["ratelimit-policy"] == '"default";q=60;w=60'
+
+        moved = await client.put(
+            f"/api/v1/users/{user.id}/tier", json={"tier": pro}, headers=admin.headers
+        )
+        assert moved.status_code == 200
+        assert moved.json() == {"user_id": user.id, "tier": pro}
+
+        statuses = [
+            (await http.patch(patch, json={"nickname": "Bo"}, headers=user.headers)).status_code
+            for http in (other, client, other)
+        ]
+    assert statuses == [200, 200, 429]
+
+
+async def test_the_limit_is_per_caller(client: AsyncClient, admin: Account) -> None:
+    tier = await new_tier(client, admin)
+    await limit_tier(client, admin, tier, "/api/v1/users/{user_id}", 1)
+    first, second = await signed_up(client), await signed_up(client)
+    for account in (first, second):
+        moved = await client.put(
+            f"/api/v1/users/{account.id}/tier", json={"tier": tier}, headers=admin.headers
+        )
+        assert moved.status_code == 200
+
+    for account in (first, second):
+        path = f"/api/v1/users/{account.id}"
+        ok = await client.patch(path, json={"nickname": "Cy"}, headers=account.headers)
+        assert ok.status_code == 200
+    again = await client.patch(
+        f"/api/v1/users/{first.id}", json={"nickname": "Cy"}, headers=first.headers
+    )
+    assert again.status_code == 429
+
+
+def test_sixteen_threads_against_a_limit_of_ten_get_exactly_ten(
+    other_process: str, stack: ServerStack, anonymous_limits: None
+) -> None:
+    stack.primary.psql(
+        'INSERT INTO tier_rate_limits (tier_id, path, "limit", period_seconds) '
+        f"SELECT id, '{REFRESH}', 10, 60 FROM tiers WHERE name = 'anonymous'"
+    )
+    start = threading.Barrier(16)
+    statuses: list[int] = []
+
+    def one() -> None:
+        with httpx.Client(base_url=other_process) as http:
+            start.wait()
+            statuses.append(http.post(REFRESH, json=BOGUS_REFRESH).status_code)
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [401] * 10 + [429] * 6
+
+
+def test_a_spoofed_x_forwarded_for_from_an_untrusted_peer_does_not_change_the_bucket() -> None:
+    # Only 10.9.9.9 is a proxy here: this test's own connections are from an untrusted peer.
+    with (
+        api_process(FORWARDED_ALLOW_IPS="10.9.9.9", RATE_LIMIT_DEFAULT="3/minute") as url,
+        httpx.Client(base_url=url) as http,
+    ):
+        statuses = [
+            http.post(
+                REFRESH, json=BOGUS_REFRESH, headers={"X-Forwarded-For": f"198.51.100.{n}"}
+            ).status_code
+            for n in range(5)
+        ]
+    assert statuses == [401] * 3 + [429] * 2
+
+
+def test_behind_a_trusted_proxy_the_right_most_untrusted_address_is_the_caller() -> None:
+    # The test connects from 127.0.0.1, a trusted proxy; what a client sent before it is not.
+    with (
+        api_process(FORWARDED_ALLOW_IPS="127.0.0.1", RATE_LIMIT_DEFAULT="2/minute") as url,
+        httpx.Client(base_url=url) as http,
+    ):
+
+        def status(forwarded_for: str) -> int:
+            headers = {"X-Forwarded-For": forwarded_for}
+            return http.post(REFRESH, json=BOGUS_REFRESH, headers=headers).status_code
+
+        rotated = [status(f"10.0.0.{n}, 203.0.113.7") for n in range(3)]
+        other_client = status("203.0.113.8")
+    assert rotated == [401, 401, 429]
+    assert other_client == 401
+
+
+async def test_with_redis_stopped_limits_hold_per_process_and_nothing_fails(
+    client: AsyncClient,
+    admin: Account,
+    stack: ServerStack,
+    anonymous_limits: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await limit_tier(client, admin, "anonymous", REFRESH, 3)
+    before = [(await client.post(REFRESH, json=BOGUS_REFRESH)).status_code for _ in range(2)]
+    stack.redis.stop()
+    try:
+        during = [(await client.post(REFRESH, json=BOGUS_REFRESH)) for _ in range(6)]
+    finally:
+        stack.redis.start()
+    backend = Cache.backend
+    assert isinstance(backend, RedisBackend)
+    await asyncio.sleep(1.1)  # past the window in which Redis is treated as down
+    after = await client.post(REFRESH, json=BOGUS_REFRESH)
+
+    assert before == [401, 401]
+    statuses = [r.status_code for r in during]
+    assert all(status < 500 for status in statuses), statuses
+    # Counted in this process from scratch: still limited, never off.
+    assert statuses.count(429) >= 3
+    assert statuses[-1] == 429
+    assert caplog.text.count("rate limits are counted per process") == 1
+    # Redis is back: the count is shared in it again.
+    assert after.status_code in (401, 429)
+    assert await backend.client.keys("ratelimit*")
