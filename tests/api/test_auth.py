@@ -226,8 +226,9 @@ async def test_repeated_failures_lock_that_account_only(client: AsyncClient) -> 
     assert locked.status_code == 429
     assert locked.json()["error_code"] == "AUTH__TOO_MANY_ATTEMPTS"
     assert 0 < int(locked.headers["retry-after"]) <= 900
-    # Hammering on, from the same address, does not lock anyone else out.
-    for _ in range(60):
+    # Hammering on, from the same address, does not lock anyone else out (within the route's
+    # own limit of requests per address).
+    for _ in range(40):
         assert (await login(client, target.email, "wrong guess")).status_code == 429
     assert (await login(client, bystander.email)).status_code == 200
 
@@ -255,7 +256,7 @@ async def test_throttling_holds_per_process_and_logins_work_while_redis_is_down(
             (await login(client, guessed.email, "wrong guess")).status_code for _ in range(8)
         ]
         assert statuses == [401] * 5 + [429] * 3  # never off: counted in this process
-        assert caplog.text.count("login throttling counts per process") == 1
+        assert caplog.text.count("rate limits are counted per process") == 1
         good = await login(client, other.email)
         assert good.status_code == 200
         # Without the cache, tokens are checked against the database.
