@@ -292,3 +292,17 @@ async def test_with_redis_stopped_limits_hold_per_process_and_nothing_fails(
     # Redis is back: the count is shared in it again.
     assert after.status_code in (401, 429)
     assert await backend.client.keys("ratelimit*")
+
+
+async def test_with_redis_hung_requests_are_answered_and_still_limited(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    load_config(RATE_LIMIT_DEFAULT="2/minute")
+    stack.redis.freeze()
+    try:
+        # A hung Redis never answers: each call is bounded, then counted in this process.
+        statuses = [(await client.post(REFRESH, json=BOGUS_REFRESH)).status_code for _ in range(4)]
+    finally:
+        stack.redis.thaw()
+        load_config()
+    assert statuses == [401, 401, 429, 429]
