@@ -13,7 +13,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond, parse
 
 from core.config import config
 from core.exceptions import TooManyRequestsException
-from core.fastapi.schemas.current_user import CurrentUser
+from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.helpers.rate_limiter import rate_limiter
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class RateLimit:
         if not config.RATE_LIMIT_ENABLED:
             return
         path = path_template(request)
-        user: CurrentUser = request.user
+        # Anonymous too where no authentication middleware runs.
+        user: CurrentUser = request.scope.get("user", ANONYMOUS)
         if user.is_authenticated:
             tier, caller = user.tier or config.DEFAULT_TIER, f"user:{user.id}"
         else:
