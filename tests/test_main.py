@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -153,6 +154,26 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes], seconds: 
 def stop(server: subprocess.Popen[bytes]) -> None:
     os.killpg(server.pid, signal.SIGTERM)
     server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def api_process(**env: str) -> Iterator[str]:
+    """Another API process on the suite's databases and Redis (`env` on top); its base URL."""
+    port = free_port()
+    server = start_server(
+        [
+            *("-m", "uvicorn", "app.server:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
+        ],
+        ROOT,
+        {**os.environ, **env},
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, server)
+        yield base_url
+    finally:
+        stop(server)
 
 
 def test_a_fresh_clone_serves_at_once_and_persists_across_restarts(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ while the primary is down."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import httpx
@@ -14,7 +13,7 @@ from httpx import AsyncClient
 from core.security.auth_state import forget_auth_state
 from tests.helpers import signed_up
 from tests.servers import ServerStack
-from tests.test_main import ROOT, free_port, start_server, stop, wait_until_serving
+from tests.test_main import api_process
 
 ME = "/api/v1/users/me"
 
@@ -22,21 +21,8 @@ ME = "/api/v1/users/me"
 @pytest.fixture(scope="module")
 def other_process() -> Iterator[str]:
     """A second API process on the same databases and Redis, as another worker would be."""
-    port = free_port()
-    server = start_server(
-        [
-            *("-m", "uvicorn", "app.server:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        ROOT,
-        dict(os.environ),
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base_url, server)
+    with api_process() as base_url:
         yield base_url
-    finally:
-        stop(server)
 
 
 @contextlib.contextmanager

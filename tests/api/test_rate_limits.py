@@ -4,15 +4,14 @@ standard headers, atomic counting, the client address behind proxies, and a Redi
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from uuid import uuid4
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends
+from fastapi.routing import iter_route_contexts
 from httpx import ASGITransport, AsyncClient
 
 from core.config import load_config
@@ -20,30 +19,10 @@ from core.fastapi.dependencies import RateLimit
 from core.helpers.cache import Cache, RedisBackend
 from tests.helpers import Account, signed_up
 from tests.servers import ServerStack
-from tests.test_main import ROOT, free_port, start_server, stop, wait_until_serving
+from tests.test_main import api_process
 
 REFRESH = "/api/v1/auth/refresh"
 BOGUS_REFRESH = {"refresh_token": "not-a-token"}
-
-
-@contextmanager
-def api_process(**env: str) -> Iterator[str]:
-    """Another API process on the same databases and Redis, with `env` on top."""
-    port = free_port()
-    server = start_server(
-        [
-            *("-m", "uvicorn", "app.server:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        ROOT,
-        {**os.environ, **env},
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base_url, server)
-        yield base_url
-    finally:
-        stop(server)
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +78,24 @@ async def test_a_limited_response_carries_the_policy_and_what_is_left(
     assert "ratelimit" not in (await client.get("/health")).headers
 
 
-async def test_a_route_limit_refuses_with_429_retry_after_in_the_problem_envelope(
-    app: FastAPI,
-) -> None:
+def test_every_write_route_under_api_v1_is_limited() -> None:
+    from app.server import create_app
+
+    unlimited = []
+    for route in iter_route_contexts(create_app().routes):
+        methods, path = route.methods or set(), route.path or ""
+        writes = methods & {"POST", "PUT", "PATCH", "DELETE"}
+        limited = any(isinstance(d.call, RateLimit) for d in route.dependant.dependencies)
+        if path.startswith("/api/v1") and writes and not limited:
+            unlimited.append(f"{sorted(writes)} {path}")
+    assert unlimited == []
+
+
+async def test_a_route_limit_refuses_with_429_retry_after_in_the_problem_envelope() -> None:
+    from app.server import create_app
+
+    app = create_app()
+
     @app.post("/test-only/limited", dependencies=[Depends(RateLimit("3/minute"))])
     async def limited() -> dict[str, bool]:
         return {"ok": True}
