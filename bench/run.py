@@ -74,6 +74,7 @@ class Run:
     non_2xx: int
     rss_mb: float
     users_scans_per_request: float | None = None
+    redis_script_calls_per_request: float | None = None
 
 
 @dataclass
@@ -155,6 +156,16 @@ def metrics_off() -> dict[str, Load]:
     }
 
 
+SCRIPT_COMMANDS = ("cmdstat_evalsha", "cmdstat_eval")
+# The new code's PATCH scenario served with RATE_LIMIT_ENABLED=false: the limiter's cost.
+LIMITS_OFF = "PATCH /users/{id}, limits off"
+WITH_LIMITS = "PATCH /users/{id} nickname"
+
+
+def limits_off() -> Load:
+    return Load("limits-off", "/api/v1/users", "users", "patch", vacuum=("users",))
+
+
 def rows() -> list[Row]:
     def row(name: str, kind: str, baseline: str | None, **load: Any) -> Row:
         return Row(name, kind, baseline, Load("old", **load), Load("new", **load))
@@ -201,6 +212,13 @@ def rows() -> list[Row]:
             vacuum=("users",),
         ),
     ]
+
+
+def script_calls(client: redis.Redis) -> int:
+    """EVALSHA and EVAL calls so far: the limiter's reads and writes and the cache's reads are
+    one script call each, so the difference with and without the limiter is its round trips."""
+    stats = client.info("commandstats")
+    return sum(int(stats.get(name, {}).get("calls", 0)) for name in SCRIPT_COMMANDS)
 
 
 def run_checked(command: list[str], what: str, **options: Any) -> None:
@@ -250,6 +268,8 @@ def tree_env(tree: Tree, stack: ServerStack) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         DB_POOL_SIZE="10",
         FORWARDED_ALLOW_IPS="127.0.0.1",
+        # Limited routes count every request but never refuse one: the cost, not the refusals.
+        RATE_LIMIT_DEFAULT="100000000/hour",
         PYTHONPATH=str(tree.path),
         PYTHONSAFEPATH="1",
         METRICS_ENABLED="true",
@@ -524,6 +544,7 @@ class Bench:
         self.baselines = baselines()
         self.rows = rows()
         self.metrics_off = metrics_off()
+        self.limits_off = limits_off()
         self.holds: dict[str, Holds] = {}
         self.scans: dict[str, Scans] = {}
         self.last_primed: dict[str, float] = {}
@@ -582,6 +603,16 @@ class Bench:
                 "off", "app.server:create_app", new.path, env, new.python, self.workdir
             )
             check_imports(new, self.servers["off"].report["core_file"], "server")
+        new = self.trees["new"]
+        self.servers["limits-off"] = start_server(
+            "limits-off",
+            "app.server:create_app",
+            new.path,
+            {**new.env, "RATE_LIMIT_ENABLED": "false"},
+            new.python,
+            self.workdir,
+            new.loop,
+        )
         baseline_env = {**self.trees["new"].env, "PYTHONPATH": str(ROOT)}
         baseline_env["REDIS_URL"] = stack.redis.url_for(3)
         for name, app in (
@@ -603,7 +634,7 @@ class Bench:
             self.scans[name] = Scans(stack, tree.database)
 
     def arguments(self, load: Load, run_index: int) -> list[str]:
-        files = self.trees["new" if load.server in ("bare", "limit", "off") else load.server].files
+        files = self.trees[load.server if load.server in TREES else "new"].files
         if load.entries is None:
             # A liveness probe or a public page carries no token: one would make the server
             # authenticate every request, and the row would measure that instead.
@@ -635,6 +666,11 @@ class Bench:
             self.holds[tree.name].hold(load.hold, seconds + 10)
         with self.timed("count"):
             scans_before = self.flushed_scans(counted, load) if counted else 0
+        # Script calls the new code makes to Redis, each one round trip.
+        redis_client = None
+        if load.server in ("new", "limits-off"):
+            redis_client = redis.Redis(port=self.stack.redis.port)
+            calls_before = script_calls(redis_client)
         rate, p50, p99, requests, non_2xx = wrk(
             f"http://127.0.0.1:{server.port}{load.path}",
             seconds,
@@ -642,6 +678,10 @@ class Bench:
             label,
         )
         run = Run(rate, p50, p99, requests, non_2xx, rss_mb(server.process.pid))
+        if redis_client is not None:
+            calls = script_calls(redis_client) - calls_before
+            run.redis_script_calls_per_request = calls / max(1, requests)
+            redis_client.close()
         if counted:
             with self.timed("count"):
                 scans = self.flushed_scans(counted, load) - scans_before
@@ -694,6 +734,8 @@ class Bench:
             loads = [(f"{row.name} [{tree}]", row.load(tree)) for tree in TREES]
             if off := self.metrics_off.get(row.name):
                 loads.append((f"{row.name} [metrics off]", off))
+            if row.name == WITH_LIMITS:
+                loads.append((LIMITS_OFF, self.limits_off))
             scheduled += loads if round_index % 2 else loads[::-1]
         return scheduled
 
@@ -844,6 +886,28 @@ def report(bench: Bench) -> None:
             f"cost {1 - metrics[name]['on_over_off']:6.1%}"
         )
 
+    with_limits = next(row.new for row in bench.rows if row.name == WITH_LIMITS)
+    limiter = {
+        "with": rate(with_limits),
+        "without": rate(bench.limits_off),
+        "with_over_without": ratio(rate(with_limits), rate(bench.limits_off)),
+        "redis_script_calls_per_request_with": with_limits.median("redis_script_calls_per_request"),
+        "redis_script_calls_per_request_without": bench.limits_off.median(
+            "redis_script_calls_per_request"
+        ),
+    }
+    extra = (
+        limiter["redis_script_calls_per_request_with"]
+        - limiter["redis_script_calls_per_request_without"]
+    )
+    print(
+        f"\nrate limiter, new code, {WITH_LIMITS}: {limiter['with']:.0f} req/s with it, "
+        f"{limiter['without']:.0f} without ({limiter['with_over_without']:.2f}); Redis script "
+        f"calls per request {limiter['redis_script_calls_per_request_with']:.2f} with, "
+        f"{limiter['redis_script_calls_per_request_without']:.2f} without: {extra:.2f} more "
+        "round trips"
+    )
+
     celery: dict[str, dict[str, float]] = {}
     if len(bench.celery) == len(TREES):
         print("\ncelery round trip, tasks/s:")
@@ -897,6 +961,7 @@ def report(bench: Bench) -> None:
         (f"{row.name} [{tree}]", row.load(tree)) for row in bench.rows for tree in TREES
     ]
     loads += [(f"{name} [metrics off]", load) for name, load in bench.metrics_off.items()]
+    loads.append((LIMITS_OFF, bench.limits_off))
     refused = {name: sum(run.non_2xx for run in load.runs) for name, load in loads}
     refused = {name: count for name, count in refused.items() if count}
     print(f"\ncheck: non-2xx responses: {refused or 'none'}")
@@ -954,6 +1019,7 @@ def report(bench: Bench) -> None:
             }
             for row in bench.rows
         ],
+        "rate_limiter": {**limiter, "without_runs": [asdict(r) for r in bench.limits_off.runs]},
         "celery_tasks_per_second": bench.celery,
         "celery": celery,
         "metrics": metrics,
