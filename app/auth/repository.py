@@ -20,7 +20,7 @@ from sqlalchemy import (
 
 from app.auth.models import AuthSession
 from app.role import Role, user_roles
-from app.tier import Tier
+from app.tier import Tier, user_tiers
 from app.user import User
 from core.db import session
 from core.db.base import utcnow
@@ -166,7 +166,7 @@ def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[An
     )
     tier = (
         select(literal_column("'tier'"), null(), null(), tiers.name)
-        .join_from(User.__table__, Tier.__table__, users.tier_id == tiers.id)
-        .where(users.id == user_id)
+        .join_from(user_tiers, Tier.__table__, user_tiers.c.tier_id == tiers.id)
+        .where(user_tiers.c.user_id == user_id)
     )
     return union_all(user, permissions, revoked, tier)

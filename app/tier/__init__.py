@@ -5,7 +5,7 @@ from app.tier.exceptions import (
     TierNotFoundException,
     UnknownTierException,
 )
-from app.tier.models import Tier, TierRateLimit
+from app.tier.models import Tier, TierRateLimit, user_tiers
 from app.tier.schemas import (
     RateLimitCreate,
     RateLimitRead,
@@ -32,4 +32,5 @@ __all__ = [
     "UserTierRead",
     "UserTierUpdate",
     "tier_service",
+    "user_tiers",
 ]

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, BigIntId, TimestampMixin
+
+# A user's tier; users without a row are in DEFAULT_TIER. A table of the tier module's own, so
+# the user module does not depend on this one.
+user_tiers = Table(
+    "user_tiers",
+    Base.metadata,
+    Column("user_id", BigIntId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("tier_id", BigIntId, ForeignKey("tiers.id", ondelete="CASCADE"), nullable=False),
+    Index("ix_user_tiers_tier_id", "tier_id"),
+)
 
 
 class Tier(Base, TimestampMixin):

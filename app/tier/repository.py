@@ -2,10 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select
 
-from app.tier.models import Tier, TierRateLimit
-from app.user import User
+from app.tier.models import Tier, TierRateLimit, user_tiers
 from core.db import session
 
 
@@ -35,4 +34,5 @@ class TierRepository:
         return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
     async def set_user_tier(self, user_id: int, tier_id: int) -> None:
-        await session.execute(update(User).where(User.id == user_id).values(tier_id=tier_id))
+        await session.execute(delete(user_tiers).where(user_tiers.c.user_id == user_id))
+        await session.execute(insert(user_tiers).values(user_id=user_id, tier_id=tier_id))

@@ -24,10 +24,6 @@ class User(Base, TimestampMixin, SoftDeleteMixin):
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     # What the API shows changed: the ETag. Raised in the UPDATE itself, so If-Match is atomic.
     version: Mapped[int] = mapped_column(default=1, server_default="1")
-    # The rate-limit tier; None: DEFAULT_TIER.
-    tier_id: Mapped[int | None] = mapped_column(
-        BigIntId, ForeignKey("tiers.id", ondelete="SET NULL"), default=None
-    )
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"

@@ -1,4 +1,4 @@
-"""rate-limit tiers, their per-path limits, users.tier_id; the anonymous and free tiers
+"""rate-limit tiers, their per-path limits, user tiers; the anonymous and free tiers
 
 Revision ID: 0004
 Revises: 0002
@@ -53,11 +53,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tier_rate_limits")),
         sa.UniqueConstraint("tier_id", "path", name=op.f("uq_tier_rate_limits_tier_id")),
     )
-    with op.batch_alter_table("users") as batch_op:
-        batch_op.add_column(sa.Column("tier_id", BIGINT_ID, nullable=True))
-        batch_op.create_foreign_key(
-            op.f("fk_users_tier_id_tiers"), "tiers", ["tier_id"], ["id"], ondelete="SET NULL"
-        )
+    op.create_table(
+        "user_tiers",
+        sa.Column("user_id", BIGINT_ID, nullable=False),
+        sa.Column("tier_id", BIGINT_ID, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["tier_id"], ["tiers.id"], name=op.f("fk_user_tiers_tier_id_tiers"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_user_tiers_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_tiers")),
+    )
+    op.create_index("ix_user_tiers_tier_id", "user_tiers", ["tier_id"])
     # The defaults of RATE_LIMIT_ANONYMOUS_TIER and DEFAULT_TIER.
     op.bulk_insert(
         tiers,
@@ -69,8 +77,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch_op:
-        batch_op.drop_constraint(op.f("fk_users_tier_id_tiers"), type_="foreignkey")
-        batch_op.drop_column("tier_id")
+    op.drop_index("ix_user_tiers_tier_id", table_name="user_tiers")
+    op.drop_table("user_tiers")
     op.drop_table("tier_rate_limits")
     op.drop_table("tiers")

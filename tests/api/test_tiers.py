@@ -131,6 +131,7 @@ async def test_putting_a_user_in_a_tier_needs_a_known_tier_and_user(
     assert moved.status_code == 200
     assert moved.json() == {"user_id": user.id, "tier": "free"}
     row = stack.primary.psql(
-        f"SELECT t.name FROM users u JOIN tiers t ON t.id = u.tier_id WHERE u.id = {user.id}"
+        "SELECT t.name FROM user_tiers u JOIN tiers t ON t.id = u.tier_id "
+        f"WHERE u.user_id = {user.id}"
     )
     assert "free" in row
