@@ -54,6 +54,11 @@ class RateLimiter:
             self._storages[loop] = (shared, MemoryStorage())
         return self._storages[loop]
 
+    @property
+    def degraded(self) -> bool:
+        """Whether counts are kept per process since Redis last failed to answer."""
+        return self._degraded
+
     async def run(self, operation: Callable[[Storage], Awaitable[T]]) -> T:
         """`operation` on the shared storage, or on this process's while Redis is down."""
         shared, local = self._storage()
@@ -98,4 +103,4 @@ async def _count(
 
 rate_limiter = RateLimiter()
 
-__all__ = ["Hit", "RateLimiter", "rate_limiter"]
+__all__ = ["RETRY_SECONDS", "Hit", "RateLimiter", "rate_limiter"]
