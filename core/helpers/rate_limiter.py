@@ -13,6 +13,9 @@ from typing import NamedTuple, TypeVar
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.config import config
 from core.helpers.cache.base import CacheUnavailableError, bounded
@@ -50,6 +53,10 @@ class RateLimiter:
                     key_prefix="ratelimit",
                     socket_timeout=0.25,
                     socket_connect_timeout=0.25,
+                    # As the cache's client: a pooled connection that died with a Redis restart
+                    # is retried once on a fresh one, instead of counting locally for a while.
+                    retry=Retry(NoBackoff(), retries=1),
+                    retry_on_error=[RedisConnectionError],
                 )
             self._storages[loop] = (shared, MemoryStorage())
         return self._storages[loop]
