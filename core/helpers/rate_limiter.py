@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -26,6 +26,12 @@ T = TypeVar("T")
 
 # After Redis failed, calls go straight to the local counts this long instead of each waiting.
 RETRY_SECONDS = 1.0
+# As the cache's client: a pooled connection that died with a Redis restart is retried once on a
+# fresh one, instead of counting locally for a while. (Passed through to redis-py's client.)
+_RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
+    "retry": Retry(NoBackoff(), retries=1),
+    "retry_on_error": [RedisConnectionError],
+}
 
 
 class Hit(NamedTuple):
@@ -53,10 +59,7 @@ class RateLimiter:
                     key_prefix="ratelimit",
                     socket_timeout=0.25,
                     socket_connect_timeout=0.25,
-                    # As the cache's client: a pooled connection that died with a Redis restart
-                    # is retried once on a fresh one, instead of counting locally for a while.
-                    retry=Retry(NoBackoff(), retries=1),
-                    retry_on_error=[RedisConnectionError],
+                    **_RETRY_DEAD_CONNECTIONS,
                 )
             self._storages[loop] = (shared, MemoryStorage())
         return self._storages[loop]
