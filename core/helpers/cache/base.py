@@ -69,16 +69,6 @@ class BaseBackend(ABC):
         await self.set(key, value, ttl)
         return True
 
-    async def incr(self, key: str, ttl: float | None = None) -> int:
-        """Add one to a counter that expires `ttl` seconds after its first increment.
-
-        Not atomic here, and each increment restarts the expiry; stores with atomic counters
-        override it.
-        """
-        count = int(await self.get(key) or 0) + 1
-        await self.set(key, str(count).encode(), ttl)
-        return count
-
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         """The version of namespace `head`, whether it or its entry `tail` is held, and the
         entry."""
@@ -100,7 +90,8 @@ class BaseBackend(ABC):
         tail) entry with a TOMBSTONE and hold it, and hold each held entry. Stores that can do
         it all in one round trip override this."""
         for head in namespaces:
-            await self.incr(f"{head}:version")
+            version = int(await self.get(f"{head}:version") or 0)
+            await self.set(f"{head}:version", str(version + 1).encode())
             await self.set(f"{head}:hold", b"1", seconds)
         for head, tail in removed:
             version = int(await self.get(f"{head}:version") or 0)

@@ -41,14 +41,3 @@ class InMemoryBackend(BaseBackend):
     async def delete_startswith(self, prefix: str) -> None:
         for key in [key for key in self._entries if key.startswith(prefix)]:
             del self._entries[key]
-
-    async def incr(self, key: str, ttl: float | None = None) -> int:
-        # The expiry is kept from the first increment: a counter's window does not slide.
-        live = await self.get(key)
-        entry = self._entries.get(key)
-        if live is None or entry is None:
-            await self.set(key, b"1", ttl)
-            return 1
-        count = int(live) + 1
-        self._entries[key] = (entry[0], str(count).encode())
-        return count

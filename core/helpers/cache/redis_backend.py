@@ -79,9 +79,6 @@ class RedisBackend(BaseBackend):
     async def get(self, key: str) -> bytes | None:
         return cast("bytes | None", await self._call(lambda redis: redis.get(key)))
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return cast("list[bytes | None]", await self._call(lambda redis: redis.mget(keys)))
-
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self._call(lambda redis: redis.set(key, value, px=_milliseconds(ttl)))
 
@@ -104,17 +101,6 @@ class RedisBackend(BaseBackend):
                 await redis.unlink(*batch)
 
         await self._call(scan_and_delete)
-
-    async def incr(self, key: str, ttl: float | None = None) -> int:
-        async def increment(redis: Redis) -> int:
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                if ttl is not None:
-                    pipe.pexpire(key, max(1, int(ttl * 1000)), nx=True)
-                count, *_ = await pipe.execute()
-            return int(count)
-
-        return await self._call(increment)
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         # The entry's key depends on the version, so both are read server-side in one trip.
