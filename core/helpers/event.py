@@ -1,10 +1,13 @@
 """Domain events with fastapi-event's API (`await event_handler.store(Event, parameter)`). Every
 stored event runs, several of one class too, after the commit and never after a rollback; a
-failing handler is logged, never turned into an error; no middleware is needed."""
+failing handler is logged, never turned into an error; no middleware is needed. A `DomainEvent`
+also runs the handlers other modules subscribed to it, so the module storing it knows none."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from fastapi_event import BaseEvent
 from fastapi_event.handler import EventHandlerValidator
@@ -13,6 +16,8 @@ from pydantic import BaseModel
 from core.db import after_commit, in_unit_of_work
 
 logger = logging.getLogger(__name__)
+
+Handler = TypeVar("Handler", bound=Callable[[Any], Awaitable[object]])
 
 
 class EventOutsideUnitOfWorkError(RuntimeError):
@@ -41,6 +46,35 @@ class EventDispatcher:
             logger.exception("event handler %s failed", event.__name__)
 
 
+class DomainEvent(BaseEvent):
+    """An event other modules react to: `@UserDeleted.subscribe` on `async def f(parameter)`.
+    Every handler runs; one that fails is logged and the others still run."""
+
+    handlers: ClassVar[list[Callable[[Any], Awaitable[object]]]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handlers = []
+
+    @classmethod
+    def subscribe(cls, handler: Handler) -> Handler:
+        cls.handlers.append(handler)
+        return handler
+
+    async def run(self, parameter: BaseModel | None = None) -> None:
+        for handler in self.handlers:
+            try:
+                await handler(parameter)
+            except Exception:
+                logger.exception("%s handler %s failed", type(self).__name__, handler.__qualname__)
+
+
 event_handler = EventDispatcher()
 
-__all__ = ["BaseEvent", "EventDispatcher", "EventOutsideUnitOfWorkError", "event_handler"]
+__all__ = [
+    "BaseEvent",
+    "DomainEvent",
+    "EventDispatcher",
+    "EventOutsideUnitOfWorkError",
+    "event_handler",
+]

@@ -1,5 +1,6 @@
 """Text checks for request schemas: `PlainText` for free text people see (one printable line),
-`EncodableText` for values only hashed or compared (anything that can be encoded as UTF-8)."""
+`MultilineText` for the same in paragraphs (tabs and line breaks allowed), `EncodableText` for
+values only hashed or compared (anything that can be encoded as UTF-8)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ def plain_text(value: str) -> str:
     return value
 
 
+# Checked as plain text with these read as spaces, so a refusal still names the right position.
+_LINE_LAYOUT = re.compile("[\t\n\r]")
+
+
+def multiline_text(value: str) -> str:
+    plain_text(_LINE_LAYOUT.sub(" ", value))
+    return value
+
+
 def encodable_text(value: Any) -> Any:
     # Before the field's own check, whose message could echo the character (email addresses).
     if isinstance(value, str):
@@ -42,4 +52,5 @@ def encodable_text(value: Any) -> Any:
 
 
 PlainText = Annotated[str, AfterValidator(plain_text)]
+MultilineText = Annotated[str, AfterValidator(multiline_text)]
 EncodableText = Annotated[str, BeforeValidator(encodable_text)]

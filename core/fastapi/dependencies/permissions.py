@@ -4,7 +4,7 @@ the first permission that fails raises 401 for an anonymous caller, else its own
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fastapi import Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -80,6 +80,23 @@ def _instances(
     return [p() if isinstance(p, type) else p for p in permissions]
 
 
+# Every permission code a module declared, with what it allows.
+_declared: dict[str, str] = {}
+
+
+def declare_permissions(codes: Mapping[str, str]) -> Mapping[str, str]:
+    """Make a module's permission codes known, `{"posts:delete": "what it allows"}`: roles may
+    hold only declared codes, and GET /api/v1/permissions lists them."""
+    for code, description in codes.items():
+        if _declared.setdefault(code, description) != description:
+            raise ValueError(f"permission {code!r} is declared twice, differently")
+    return codes
+
+
+def declared_permissions() -> dict[str, str]:
+    return dict(sorted(_declared.items()))
+
+
 class PermissionDependency(SecurityBase):
     """Enforces the permissions and returns the CurrentUser; a bearer security scheme, so OpenAPI
     marks the route as protected and Swagger's Authorize button sends the token."""
@@ -109,4 +126,6 @@ __all__ = [
     "IsAuthenticated",
     "IsVerified",
     "PermissionDependency",
+    "declare_permissions",
+    "declared_permissions",
 ]
