@@ -14,3 +14,8 @@ class UnknownRoleException(UnprocessableEntityException):
 class RoleNotFoundException(NotFoundException):
     error_code = "ROLE__NOT_FOUND"
     detail = "No such role."
+
+
+class UnknownPermissionException(UnprocessableEntityException):
+    error_code = "ROLE__UNKNOWN_PERMISSION"
+    detail = "One or more of the permission codes are not declared by any module."

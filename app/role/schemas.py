@@ -54,3 +54,8 @@ class UserRolesUpdate(BaseModel):
 class UserRolesRead(BaseModel):
     user_id: int
     roles: list[str]
+
+
+class PermissionRead(BaseModel):
+    code: str
+    description: str

@@ -1,17 +1,28 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.exc import IntegrityError
 
 from app.role.exceptions import (
     DuplicateRoleException,
     RoleNotFoundException,
+    UnknownPermissionException,
     UnknownRoleException,
 )
 from app.role.models import Role
 from app.role.repository import RoleRepository
-from app.role.schemas import RoleCreate, RoleRead, RoleUpdate, UserRolesRead, UserRolesUpdate
+from app.role.schemas import (
+    PermissionRead,
+    RoleCreate,
+    RoleRead,
+    RoleUpdate,
+    UserRolesRead,
+    UserRolesUpdate,
+)
 from app.user import user_service
 from core.db import Transactional
+from core.fastapi.dependencies import declared_permissions
 from core.fastapi.lists import ListQuery, Page
 from core.security.auth_state import forget_auth_state
 
@@ -22,6 +33,7 @@ class RoleService:
 
     @Transactional()
     async def create(self, data: RoleCreate) -> Role:
+        _check_declared(data.permissions)
         role = Role(name=data.name, description=data.description, permissions=data.permissions)
         try:
             return await self.repository.add(role)
@@ -31,6 +43,10 @@ class RoleService:
     async def list(self, query: ListQuery) -> Page[RoleRead]:
         return await self.repository.list(query)
 
+    def permissions(self) -> Sequence[PermissionRead]:
+        """Every permission code the modules declare."""
+        return [PermissionRead(code=c, description=d) for c, d in declared_permissions().items()]
+
     @Transactional()
     async def update(self, role_id: int, data: RoleUpdate) -> Role:
         role = await self.repository.get(role_id)
@@ -39,6 +55,7 @@ class RoleService:
         if data.description is not None:
             role.description = data.description
         if data.permissions is not None and data.permissions != role.permissions:
+            _check_declared(data.permissions)
             role.permissions = data.permissions
             # Everyone holding the role has its permissions cached with their auth state.
             for user_id in await self.repository.user_ids_with(role_id):
@@ -58,6 +75,11 @@ class RoleService:
         # The user's permissions are cached with their auth state; the next request reloads it.
         await forget_auth_state(user_id)
         return UserRolesRead(user_id=user_id, roles=data.roles)
+
+
+def _check_declared(codes: Sequence[str]) -> None:
+    if unknown := sorted(set(codes) - declared_permissions().keys()):
+        raise UnknownPermissionException(f"No module declares: {', '.join(unknown)}.")
 
 
 role_service = RoleService()

@@ -1,4 +1,5 @@
 from app.user.account import AccountService, account_service
+from app.user.events import UserDeleted, UserDeletedParameter
 from app.user.exceptions import (
     DuplicateEmailException,
     UserNotFoundException,
@@ -20,6 +21,8 @@ __all__ = [
     "Password",
     "User",
     "UserCreate",
+    "UserDeleted",
+    "UserDeletedParameter",
     "UserNotFoundException",
     "UserRead",
     "UserService",

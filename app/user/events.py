@@ -1,13 +1,9 @@
 from __future__ import annotations
 
-import logging
-
 from pydantic import BaseModel
 
 from app.user.tasks import send_verification_email
-from core.helpers.event import BaseEvent
-
-logger = logging.getLogger(__name__)
+from core.helpers.event import BaseEvent, DomainEvent
 
 
 class UserCreatedParameter(BaseModel):
@@ -26,9 +22,6 @@ class UserDeletedParameter(BaseModel):
     user_id: int
 
 
-class UserDeleted(BaseEvent):
-    """A user was soft-deleted; modules that keep data of theirs react here."""
-
-    async def run(self, parameter: UserDeletedParameter | None = None) -> None:
-        assert parameter is not None
-        logger.info("user %s deleted", parameter.user_id)
+class UserDeleted(DomainEvent):
+    """A user was deleted; once that is committed, every module subscribed reacts (the post
+    module deletes their posts)."""

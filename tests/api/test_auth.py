@@ -365,7 +365,7 @@ async def test_role_validation_and_conflicts(client: AsyncClient, stack: ServerS
 
     created = await client.post(
         "/api/v1/roles",
-        json={"name": name, "permissions": ["posts:edit", "posts:edit", "users:read"]},
+        json={"name": name, "permissions": ["posts:update", "posts:update", "users:read"]},
         headers=admin.headers,
     )
     duplicate = await client.post("/api/v1/roles", json={"name": name}, headers=admin.headers)
@@ -383,7 +383,7 @@ async def test_role_validation_and_conflicts(client: AsyncClient, stack: ServerS
     listed = await client.get("/api/v1/roles", params={"name": name}, headers=admin.headers)
 
     assert created.status_code == 201
-    assert created.json()["permissions"] == ["posts:edit", "users:read"]
+    assert created.json()["permissions"] == ["posts:update", "users:read"]
     assert duplicate.status_code == 409
     assert duplicate.json()["error_code"] == "ROLE__DUPLICATE_NAME"
     assert bad_code.status_code == 422
@@ -397,7 +397,7 @@ async def test_changing_a_role_s_permissions_applies_to_its_holders_at_once(
     client: AsyncClient, stack: ServerStack
 ) -> None:
     admin = await signed_up(client, stack, admin=True)
-    holder = await account_with_permission(client, admin, "posts:read")
+    holder = await account_with_permission(client, admin, "posts:delete")
     other = await signed_up(client)
     url = f"/api/v1/users/{other.id}"
     assert (await client.get(url, headers=holder.headers)).status_code == 403
