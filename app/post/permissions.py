@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import Request
+
+from app.post.service import post_service
+from core.fastapi.dependencies import BasePermission, declare_permissions
+
+# The codes this module's routes check, in one place: roles may hold only declared codes.
+PERMISSIONS = declare_permissions(
+    {
+        "posts:update": "Edit any post, not only one's own.",
+        "posts:delete": "Delete any post, not only one's own.",
+    }
+)
+
+
+class IsAuthor(BasePermission):
+    """The caller wrote the route's `{post_id}` post; 404 when there is no such post."""
+
+    async def has_permission(self, request: Request) -> bool:
+        try:
+            post_id = int(request.path_params["post_id"])
+        except (KeyError, ValueError):
+            return False
+        if not 0 < post_id < 2**63:
+            return False
+        # Cached, and an author never changes; the write itself finds the row on the writer.
+        post = await post_service.get(post_id)
+        return bool(post.author_id == request.user.id)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from core.helpers.validators import MultilineText, PlainText
+
+Title = Annotated[PlainText, AfterValidator(str.strip), Field(min_length=1, max_length=200)]
+Body = Annotated[MultilineText, Field(min_length=1, max_length=20_000)]
+
+
+class PostCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    body: Body
+
+
+class PostUpdate(BaseModel):
+    """Only the fields that are sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    body: Body | None = None
+
+
+class PostRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    author_id: int
+    title: str
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class PostPage(BaseModel):
+    items: list[PostRead]
+    next_cursor: str | None

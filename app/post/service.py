@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from app.post.exceptions import InvalidPostCursorException, PostNotFoundException
+from app.post.models import Post
+from app.post.repository import PostRepository
+from app.post.schemas import PostCreate, PostPage, PostRead, PostUpdate
+from core.db import Transactional
+from core.db.base import utcnow
+from core.helpers.cache import Cache
+
+# The cache namespaces of one post and of the list pages.
+POST_PREFIX, LIST_PREFIX = "post", "post_list"
+
+
+def _cursor_id(cursor: str) -> int:
+    if not cursor.isdigit() or not 0 < int(cursor) < 2**63:
+        raise InvalidPostCursorException()
+    return int(cursor)
+
+
+class PostService:
+    def __init__(self, repository: PostRepository | None = None) -> None:
+        self.repository = repository or PostRepository()
+
+    @Transactional()
+    async def create(self, author_id: int, data: PostCreate) -> PostRead:
+        post = await self.repository.add(Post(author_id=author_id, **data.model_dump()))
+        # Registered now, carried out once the transaction commits.
+        await Cache.remove_by_prefix(LIST_PREFIX)
+        return PostRead.model_validate(post)
+
+    @Cache.cached(prefix=POST_PREFIX, ttl=60)
+    async def get(self, post_id: int) -> PostRead:
+        post = await self.repository.get(post_id)
+        if post is None:
+            raise PostNotFoundException()
+        return PostRead.model_validate(post)
+
+    @Cache.cached(prefix=LIST_PREFIX, ttl=60)
+    async def list_page(self, limit: int, cursor: str | None) -> PostPage:
+        posts = await self.repository.page(_cursor_id(cursor) if cursor else None, limit + 1)
+        page = posts[:limit]
+        return PostPage(
+            items=[PostRead.model_validate(post) for post in page],
+            next_cursor=str(page[-1].id) if len(posts) > limit else None,
+        )
+
+    @Transactional()
+    async def update(self, post_id: int, data: PostUpdate) -> PostRead:
+        post = await self._lock(post_id)
+        for field, value in data.model_dump(exclude_none=True).items():
+            setattr(post, field, value)
+        await self.repository.flush()
+        await self._forget(post_id)
+        return PostRead.model_validate(post)
+
+    @Transactional()
+    async def delete(self, post_id: int) -> None:
+        """Soft delete: the row stays, the post disappears from every read."""
+        post = await self._lock(post_id)
+        post.deleted_at = utcnow()
+        await self.repository.flush()
+        await self._forget(post_id)
+
+    @Transactional()
+    async def delete_by_author(self, author_id: int) -> int:
+        """Soft-delete every post of `author_id`; how many there were."""
+        deleted = await self.repository.soft_delete_by_author(author_id)
+        # The whole namespace, not each post: one removal however many posts, and a retry after
+        # a failed removal still removes them although the rows are already marked.
+        await Cache.remove_by_prefix(POST_PREFIX)
+        await Cache.remove_by_prefix(LIST_PREFIX)
+        return deleted
+
+    async def _lock(self, post_id: int) -> Post:
+        post = await self.repository.lock(post_id)
+        if post is None:
+            raise PostNotFoundException()
+        return post
+
+    async def _forget(self, post_id: int) -> None:
+        await Cache.remove(self.get, post_id)
+        await Cache.remove_by_prefix(LIST_PREFIX)
+
+
+post_service = PostService()

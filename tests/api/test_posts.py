@@ -1,0 +1,226 @@
+"""Posts, the example domain module, as a client sees it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+from core.helpers.cache.cache_manager import hold_seconds
+from tests.api.test_consistency import replication_paused
+from tests.helpers import Account, signed_up
+from tests.servers import ServerStack
+
+POSTS = "/api/v1/posts"
+
+
+async def written(client: AsyncClient, account: Account, **fields: Any) -> dict[str, Any]:
+    body = {"title": "Hello", "body": "First line.\nSecond line.", **fields}
+    response = await client.post(POSTS, json=body, headers=account.headers)
+    assert response.status_code == 201, response.text
+    post: dict[str, Any] = response.json()
+    return post
+
+
+async def holding(client: AsyncClient, admin: Account, code: str) -> Account:
+    """A fresh account whose role grants `code`."""
+    account = await signed_up(client)
+    role = f"holds-{code.replace(':', '-')}-{account.id}"
+    created = await client.post(
+        "/api/v1/roles", json={"name": role, "permissions": [code]}, headers=admin.headers
+    )
+    assert created.status_code == 201, created.text
+    granted = await client.put(
+        f"/api/v1/users/{account.id}/roles", json={"roles": [role]}, headers=admin.headers
+    )
+    assert granted.status_code == 200, granted.text
+    return account
+
+
+async def test_an_author_writes_a_post_and_anyone_reads_it(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+
+    post = await written(client, author, title="  Hello  ")
+
+    assert post["author_id"] == author.id
+    assert post["title"] == "Hello"
+    assert post["body"] == "First line.\nSecond line."
+    assert post["version"] == 1
+    assert stack.primary.psql(f"SELECT author_id, title FROM posts WHERE id = {post['id']}") == (
+        f"{author.id}|Hello"
+    )
+    read = await client.get(f"{POSTS}/{post['id']}")
+    assert read.status_code == 200
+    assert read.json() == post
+
+
+async def test_anonymous_writes_are_401(client: AsyncClient) -> None:
+    author = await signed_up(client)
+    post = await written(client, author)
+
+    attempts = [
+        await client.post(POSTS, json={"title": "t", "body": "b"}),
+        await client.patch(f"{POSTS}/{post['id']}", json={"title": "t"}),
+        await client.delete(f"{POSTS}/{post['id']}"),
+    ]
+
+    for response in attempts:
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error_code"] == "UNAUTHORIZED"
+
+
+async def test_only_the_author_or_a_permission_holder_changes_a_post(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    author, stranger = await signed_up(client), await signed_up(client)
+    updater = await holding(client, admin, "posts:update")
+    post = await written(client, author)
+    url = f"{POSTS}/{post['id']}"
+
+    refused = await client.patch(url, json={"title": "Mine now"}, headers=stranger.headers)
+    by_author = await client.patch(url, json={"title": "Edited"}, headers=author.headers)
+    by_updater = await client.patch(url, json={"body": "Moderated."}, headers=updater.headers)
+    updater_deletes = await client.delete(url, headers=updater.headers)
+    stranger_deletes = await client.delete(url, headers=stranger.headers)
+
+    assert refused.status_code == 403
+    assert refused.json()["error_code"] == "FORBIDDEN"
+    assert by_author.status_code == 200
+    assert by_author.json()["title"] == "Edited"
+    assert by_author.json()["version"] == 2
+    assert by_updater.status_code == 200
+    assert by_updater.json() | {"updated_at": None} == {
+        **by_author.json(),
+        "body": "Moderated.",
+        "version": 3,
+        "updated_at": None,
+    }
+    # posts:update does not allow deleting.
+    assert updater_deletes.status_code == 403
+    assert stranger_deletes.status_code == 403
+    assert (await client.get(url)).json()["title"] == "Edited"
+
+
+async def test_a_deleted_post_is_gone_for_readers_and_kept_in_the_table(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    author = await signed_up(client)
+    deleter = await holding(client, admin, "posts:delete")
+    own, other = await written(client, author), await written(client, author)
+
+    by_author = await client.delete(f"{POSTS}/{own['id']}", headers=author.headers)
+    by_deleter = await client.delete(f"{POSTS}/{other['id']}", headers=deleter.headers)
+
+    assert by_author.status_code == 204
+    assert by_deleter.status_code == 204
+    for post in (own, other):
+        gone = await client.get(f"{POSTS}/{post['id']}")
+        assert gone.status_code == 404
+        assert gone.json()["error_code"] == "POST__NOT_FOUND"
+        again = await client.delete(f"{POSTS}/{post['id']}", headers=author.headers)
+        assert again.status_code == 404
+        kept = f"SELECT deleted_at IS NOT NULL FROM posts WHERE id = {post['id']}"
+        assert stack.primary.psql(kept) == "t"
+
+
+async def test_changing_a_post_that_does_not_exist_is_a_404(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    author = await signed_up(client)
+
+    for caller in (author, admin):
+        patched = await client.patch(
+            f"{POSTS}/999999999", json={"title": "x"}, headers=caller.headers
+        )
+        assert patched.status_code == 404
+        assert patched.json()["error_code"] == "POST__NOT_FOUND"
+    assert (await client.get(f"{POSTS}/999999999")).status_code == 404
+    assert (await client.get(f"{POSTS}/not-a-number")).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"title": "", "body": "b"},
+        {"title": "t\u202e", "body": "b"},
+        {"title": "two\nlines", "body": "b"},
+        {"title": "t", "body": "nul \x00 inside"},
+        {"title": "t", "body": "lone \ud800 surrogate"},
+        {"title": "t" * 201, "body": "b"},
+        {"title": "t", "body": "b", "author_id": 1},
+        {"title": "t"},
+    ],
+)
+async def test_bad_posts_are_422_and_nothing_is_written(
+    client: AsyncClient, stack: ServerStack, body: dict[str, Any]
+) -> None:
+    author = await signed_up(client)
+
+    # As JSON escapes, so a lone surrogate reaches the server as sent.
+    headers = {**author.headers, "content-type": "application/json"}
+    response = await client.post(POSTS, content=json.dumps(body).encode(), headers=headers)
+
+    assert response.status_code == 422
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+    assert stack.primary.psql(f"SELECT count(*) FROM posts WHERE author_id = {author.id}") == "0"
+
+
+async def test_the_list_pages_through_every_live_post_newest_first(client: AsyncClient) -> None:
+    author = await signed_up(client)
+    ids = [(await written(client, author, title=f"n{n}"))["id"] for n in range(5)]
+    await client.delete(f"{POSTS}/{ids[2]}", headers=author.headers)
+
+    seen: list[int] = []
+    page = (await client.get(POSTS, params={"limit": 2})).json()
+    seen += [item["id"] for item in page["items"]]
+    while page["next_cursor"] and len(seen) < 4:
+        page = (await client.get(POSTS, params={"limit": 2, "cursor": page["next_cursor"]})).json()
+        seen += [item["id"] for item in page["items"]]
+
+    assert seen == [ids[4], ids[3], ids[1], ids[0]]
+    bad = await client.get(POSTS, params={"cursor": "nonsense"})
+    assert bad.status_code == 400
+    assert bad.json()["error_code"] == "POST__INVALID_CURSOR"
+
+
+async def test_reads_are_cached_and_a_change_shows_in_the_window_and_after_it(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+    post = await written(client, author, title="Before")
+    url = f"{POSTS}/{post['id']}"
+    stack.wait_for_replica()
+    await asyncio.sleep(hold_seconds())  # the list is held after the post was added
+    assert (await client.get(url)).json()["title"] == "Before"
+    assert (await client.get(POSTS)).json()["items"][0]["title"] == "Before"
+    # A change behind the API's back is not seen: both reads come from the cache.
+    stack.primary.psql(f"UPDATE posts SET title = 'Behind' WHERE id = {post['id']}")
+    stack.wait_for_replica()
+    assert (await client.get(url)).json()["title"] == "Before"
+    assert (await client.get(POSTS)).json()["items"][0]["title"] == "Before"
+
+    with replication_paused(stack):
+        patched = await client.patch(url, json={"title": "After"}, headers=author.headers)
+        assert patched.status_code == 200
+        # Within the window: the author reads from the writer; others read the replica,
+        # which has not caught up, and what they read there must not be kept.
+        assert (await client.get(url, headers=author.headers)).json()["title"] == "After"
+        assert (await client.get(url)).json()["title"] == "Behind"
+        assert (await client.get(POSTS)).json()["items"][0]["title"] == "Behind"
+
+    await asyncio.sleep(hold_seconds())
+    assert (await client.get(url)).json()["title"] == "After"
+    assert (await client.get(POSTS)).json()["items"][0]["title"] == "After"
+    # Cached again: a second change behind the API's back is not seen.
+    stack.primary.psql(f"UPDATE posts SET title = 'Behind again' WHERE id = {post['id']}")
+    stack.wait_for_replica()
+    assert (await client.get(url)).json()["title"] == "After"
