@@ -54,7 +54,7 @@ async def stays_pending(outcome: AsyncResult, seconds: float = 2.0) -> bool:
 
 
 def test_queues_come_from_the_modules_that_define_tasks() -> None:
-    assert queue_names() == ["default", "mail", "user"]
+    assert queue_names() == ["default", "mail", "post", "user"]
     assert queue_for_module("app.user.tasks") == "user"
     assert queue_for_module("tests.worker_tasks") == "default"
     assert queue_for_module("app.user.service") == "default"

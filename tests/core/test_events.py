@@ -6,7 +6,12 @@ import pytest
 from pydantic import BaseModel
 
 from core.db import Transactional, session_scope
-from core.helpers.event import BaseEvent, EventOutsideUnitOfWorkError, event_handler
+from core.helpers.event import (
+    BaseEvent,
+    DomainEvent,
+    EventOutsideUnitOfWorkError,
+    event_handler,
+)
 
 ran: list[str] = []
 
@@ -24,6 +29,20 @@ class Noted(BaseEvent):
 class Broken(BaseEvent):
     async def run(self, parameter: Note | None = None) -> None:
         raise RuntimeError("handler broke")
+
+
+class Announced(DomainEvent):
+    """Stored by one module, handled by others."""
+
+
+@Announced.subscribe
+async def broken_subscriber(parameter: Note) -> None:
+    raise RuntimeError("subscriber broke")
+
+
+@Announced.subscribe
+async def noting_subscriber(parameter: Note) -> None:
+    ran.append(f"heard {parameter.text}")
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +110,21 @@ async def test_fastapi_event_validation_still_applies() -> None:
     async with session_scope():
         with pytest.raises(Exception, match="Event must inherit BaseEvent"):
             await event_handler.store(NotAnEvent)
+
+
+async def test_every_subscriber_of_a_domain_event_runs_after_commit_despite_one_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @Transactional()
+    async def work() -> None:
+        await event_handler.store(Announced, Note(text="news"))
+        assert ran == []
+
+    async with session_scope():
+        await work()
+
+    assert ran == ["heard news"]
+    assert "Announced handler broken_subscriber failed" in caplog.text
+    # Subscribers belong to their event class only.
+    assert Announced.handlers == [broken_subscriber, noting_subscriber]
+    assert DomainEvent.handlers == []
