@@ -1,8 +1,9 @@
 """The baselines `make bench` measures the project against, in the same run.
 
 `bare_fastapi`: FastAPI with one route and nothing else. `limit_app`: the same user-visible
-work as the project's authenticated reads and the nickname change, with raw asyncpg, PyJWT,
-redis-py and Starlette and no framework around them: the practical limit on this machine.
+work as the project's authenticated reads, the nickname change and the anonymous page of posts,
+with raw asyncpg, PyJWT, redis-py and Starlette and no framework around them: the practical
+limit on this machine.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ async def ping() -> dict[str, str]:
 
 _state: dict[str, Any] = {}
 USER_COLUMNS = "id, email, nickname, is_admin, created_at, version"
+POST_COLUMNS = "id, author_id, title, body, created_at, updated_at, version"
 # The limit app's own channel: it hears its own announcements, as every API process must.
 CHANGES_CHANNEL = "bench:limit:changes"
 
@@ -79,6 +81,20 @@ async def users(request: Request) -> Response:
             after_id,
             limit + 1,
         )
+    page = rows[:limit]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
+    return _json({"items": [dict(row) for row in page], "next_cursor": next_cursor})
+
+
+async def posts(request: Request) -> Response:
+    try:
+        limit = int(request.query_params.get("limit", "20"))
+    except ValueError:
+        return _json({"detail": "bad limit"}, 422)
+    rows = await _state["reader"].fetch(
+        f"SELECT {POST_COLUMNS} FROM posts WHERE deleted_at IS NULL ORDER BY id DESC LIMIT $1",
+        limit + 1,
+    )
     page = rows[:limit]
     next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
     return _json({"items": [dict(row) for row in page], "next_cursor": next_cursor})
@@ -139,6 +155,7 @@ limit_app = Starlette(
         Route("/api/v1/users/me", me),
         Route("/api/v1/users", users),
         Route("/api/v1/users/{user_id:int}", update_user, methods=["PATCH"]),
+        Route("/api/v1/posts", posts),
     ],
     lifespan=_lifespan,
 )

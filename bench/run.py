@@ -54,6 +54,7 @@ METRICS_TARGET = 0.90
 WARMUP_SECONDS = 2
 CONNECTIONS = 64
 USERS = 1000
+POSTS = 2000
 # Every refresh token is single use: enough for a run of the fastest server seen, and then some.
 REFRESH_TOKENS_PER_RUN = max(15000, 3000 * SECONDS)
 SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
@@ -101,10 +102,10 @@ class Row:
     name: str
     kind: str  # read, write or other: which target, if any, applies
     baseline: str | None  # a key of baselines()
-    old: Load
+    old: Load | None  # None: the old code has no such route
     new: Load
 
-    def load(self, tree: str) -> Load:
+    def load(self, tree: str) -> Load | None:
         return self.old if tree == "old" else self.new
 
 
@@ -139,6 +140,10 @@ def baselines() -> dict[str, tuple[str, Load]]:
             "limit app: admin check + 10 rows",
             Load("limit", "/api/v1/users?limit=10", "admin", "list", cursors=True),
         ),
+        "limit posts": (
+            "limit app: 20 posts, anonymous",
+            Load("limit", "/api/v1/posts?limit=20"),
+        ),
         "limit patch": (
             "limit app: UPDATE + PUBLISH",
             Load("limit", "/api/v1/users", "users", "patch", vacuum=("users",)),
@@ -167,8 +172,8 @@ def limits_off() -> Load:
 
 
 def rows() -> list[Row]:
-    def row(name: str, kind: str, baseline: str | None, **load: Any) -> Row:
-        return Row(name, kind, baseline, Load("old", **load), Load("new", **load))
+    def row(name: str, kind: str, baseline: str | None, old: bool = True, **load: Any) -> Row:
+        return Row(name, kind, baseline, Load("old", **load) if old else None, Load("new", **load))
 
     list_path = "/api/v1/users?limit=10"
     return [
@@ -193,6 +198,14 @@ def rows() -> list[Row]:
             cursors=True,
         ),
         row("/users?limit=10 cached", "read", "bare", path=list_path, entries="admin"),
+        # Posts came after the old code: measured against the limit app only.
+        row(
+            "/posts?limit=20 cached",
+            "other",
+            "limit posts",
+            old=False,
+            path="/api/v1/posts?limit=20",
+        ),
         row(
             "POST /auth/refresh",
             "other",
@@ -288,7 +301,7 @@ def prepare(tree: Tree, stack: ServerStack, workdir: Path) -> None:
     run_checked(
         [
             *(tree.python, "-P", str(BENCH / "seed.py"), "--out", str(out)),
-            *("--users", str(USERS), "--refresh-runs", str(ROUNDS + 1)),
+            *("--users", str(USERS), "--posts", str(POSTS), "--refresh-runs", str(ROUNDS + 1)),
             *("--refresh-tokens", str(REFRESH_TOKENS_PER_RUN), "user", "get_user_list"),
         ],
         f"{tree.name}: seed",
@@ -731,7 +744,7 @@ class Bench:
                 seen.add(row.baseline)
                 name, load = self.baselines[row.baseline]
                 scheduled.append((name, load))
-            loads = [(f"{row.name} [{tree}]", row.load(tree)) for tree in TREES]
+            loads = [(f"{row.name} [{tree}]", side) for tree in TREES if (side := row.load(tree))]
             if off := self.metrics_off.get(row.name):
                 loads.append((f"{row.name} [metrics off]", off))
             if row.name == WITH_LIMITS:
@@ -846,8 +859,8 @@ def report(bench: Bench) -> None:
             f"{load.median('p99_ms'):6.2f}"
         )
 
-    def rate(load: Load) -> float:
-        return load.median("requests_per_second")
+    def rate(load: Load | None) -> float:
+        return load.median("requests_per_second") if load else float("nan")
 
     header = f"{'req/s':>8} {'p50':>6} {'p99':>6}"
     print()
@@ -862,7 +875,8 @@ def report(bench: Bench) -> None:
         }
         over_base = ratios[row.name]["new_over_baseline"]
         print(
-            f"{row.name:29} {figures(baseline) if baseline else ' ' * 22}  {figures(row.old)}  "
+            f"{row.name:29} {figures(baseline) if baseline else ' ' * 22}  "
+            f"{figures(row.old) if row.old else ' ' * 22}  "
             f"{figures(row.new)}  {ratios[row.name]['new_over_old']:7.2f} "
             f"{'' if over_base is None else f'{over_base:.2f}':>8}"
         )
@@ -958,7 +972,10 @@ def report(bench: Bench) -> None:
     print(f"targets: {'all met' if all(t['met'] for t in targets) else 'NOT all met'}")
 
     loads = [*bench.baselines.values()] + [
-        (f"{row.name} [{tree}]", row.load(tree)) for row in bench.rows for tree in TREES
+        (f"{row.name} [{tree}]", load)
+        for row in bench.rows
+        for tree in TREES
+        if (load := row.load(tree))
     ]
     loads += [(f"{name} [metrics off]", load) for name, load in bench.metrics_off.items()]
     loads.append((LIMITS_OFF, bench.limits_off))
@@ -966,8 +983,9 @@ def report(bench: Bench) -> None:
     refused = {name: count for name, count in refused.items() if count}
     print(f"\ncheck: non-2xx responses: {refused or 'none'}")
     for row in bench.rows:
-        if row.old.hold:
-            scans = [row.load(tree).runs[0].users_scans_per_request or 0.0 for tree in TREES]
+        if row.old and row.old.hold:
+            scans = [row.old.runs[0].users_scans_per_request or 0.0]
+            scans += [row.new.runs[0].users_scans_per_request or 0.0]
             print(
                 f"check: {row.name}, users-table scans per request in round 1 (a miss makes one): "
                 f"old {scans[0]:.2f}, new {scans[1]:.2f}"
@@ -1010,10 +1028,10 @@ def report(bench: Bench) -> None:
             {
                 "name": row.name,
                 "kind": row.kind,
-                "path": row.old.path,
-                "mode": row.old.mode,
+                "path": row.new.path,
+                "mode": row.new.mode,
                 "baseline": row.baseline,
-                "old": [asdict(run) for run in row.old.runs],
+                "old": [asdict(run) for run in row.old.runs] if row.old else [],
                 "new": [asdict(run) for run in row.new.runs],
                 **ratios[row.name],
             }

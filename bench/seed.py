@@ -2,12 +2,13 @@
 
 Run by path under the tree's settings (environment), the tree first on PYTHONPATH and -P:
 
-    python -P bench/seed.py --out DIR --users N --refresh-runs R --refresh-tokens T NS...
+    python -P bench/seed.py --out DIR --users N --posts P --refresh-runs R --refresh-tokens T NS...
 
 Writes DIR/users.txt and DIR/admin.txt ("<user id> <access token>" lines; the first user is
 the admin), DIR/refresh-<run>.txt (single-use refresh tokens, one set per run) and
 DIR/tree.json: which `core` was imported, and how this tree's processes hear that a cache
-namespace NS was removed (null when they keep no copies that need telling).
+namespace NS was removed (null when they keep no copies that need telling). Adds P posts when
+the tree has a posts table.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def removal_announcements(namespaces: list[str]) -> dict[str, Any] | None:
     }
 
 
-async def seed(out: Path, users: int, refresh_runs: int, refresh_tokens: int) -> None:
+async def seed(out: Path, users: int, posts: int, refresh_runs: int, refresh_tokens: int) -> None:
     password_hash = await hash_password("benchmark password")
     dsn = str(config.WRITER_DB_URL).replace("postgresql+asyncpg", "postgresql")
     connection = await asyncpg.connect(dsn)
@@ -58,6 +59,15 @@ async def seed(out: Path, users: int, refresh_runs: int, refresh_tokens: int) ->
         ],
     )
     user_ids = [row["id"] for row in await connection.fetch("SELECT id FROM users ORDER BY id")]
+    if await connection.fetchval("SELECT to_regclass('posts')") is not None:
+        await connection.copy_records_to_table(
+            "posts",
+            columns=["author_id", "title", "body", "version", "created_at", "updated_at"],
+            records=[
+                (user_ids[n % users], f"post {n}", f"Post {n}.\nIts second line.", 1, now, now)
+                for n in range(posts)
+            ],
+        )
 
     def access(user_id: int) -> str:
         token, _ = encode_token(
@@ -93,13 +103,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--posts", type=int, default=0)
     parser.add_argument("--refresh-runs", type=int, required=True)
     parser.add_argument("--refresh-tokens", type=int, required=True)
     parser.add_argument("namespaces", nargs="*")
     args = parser.parse_args()
     load_config()
     args.out.mkdir(parents=True, exist_ok=True)
-    asyncio.run(seed(args.out, args.users, args.refresh_runs, args.refresh_tokens))
+    asyncio.run(seed(args.out, args.users, args.posts, args.refresh_runs, args.refresh_tokens))
     core = sys.modules["core"]
     (args.out / "tree.json").write_text(
         json.dumps(
