@@ -10,6 +10,7 @@ import pytest
 from httpx import AsyncClient
 
 from core.helpers.cache.cache_manager import hold_seconds
+from tests.api.test_auth import account_with_permission
 from tests.api.test_consistency import replication_paused
 from tests.helpers import Account, signed_up
 from tests.servers import ServerStack
@@ -23,21 +24,6 @@ async def written(client: AsyncClient, account: Account, **fields: Any) -> dict[
     assert response.status_code == 201, response.text
     post: dict[str, Any] = response.json()
     return post
-
-
-async def holding(client: AsyncClient, admin: Account, code: str) -> Account:
-    """A fresh account whose role grants `code`."""
-    account = await signed_up(client)
-    role = f"holds-{code.replace(':', '-')}-{account.id}"
-    created = await client.post(
-        "/api/v1/roles", json={"name": role, "permissions": [code]}, headers=admin.headers
-    )
-    assert created.status_code == 201, created.text
-    granted = await client.put(
-        f"/api/v1/users/{account.id}/roles", json={"roles": [role]}, headers=admin.headers
-    )
-    assert granted.status_code == 200, granted.text
-    return account
 
 
 async def test_an_author_writes_a_post_and_anyone_reads_it(
@@ -80,7 +66,7 @@ async def test_only_the_author_or_a_permission_holder_changes_a_post(
 ) -> None:
     admin = await signed_up(client, stack, admin=True)
     author, stranger = await signed_up(client), await signed_up(client)
-    updater = await holding(client, admin, "posts:update")
+    updater = await account_with_permission(client, admin, "posts:update")
     post = await written(client, author)
     url = f"{POSTS}/{post['id']}"
 
@@ -113,7 +99,7 @@ async def test_a_deleted_post_is_gone_for_readers_and_kept_in_the_table(
 ) -> None:
     admin = await signed_up(client, stack, admin=True)
     author = await signed_up(client)
-    deleter = await holding(client, admin, "posts:delete")
+    deleter = await account_with_permission(client, admin, "posts:delete")
     own, other = await written(client, author), await written(client, author)
 
     by_author = await client.delete(f"{POSTS}/{own['id']}", headers=author.headers)
