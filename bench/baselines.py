@@ -92,7 +92,8 @@ async def posts(request: Request) -> Response:
     except ValueError:
         return _json({"detail": "bad limit"}, 422)
     rows = await _state["reader"].fetch(
-        f"SELECT {POST_COLUMNS} FROM posts WHERE deleted_at IS NULL ORDER BY id DESC LIMIT $1",
+        f"SELECT {POST_COLUMNS} FROM posts WHERE deleted_at IS NULL "
+        "ORDER BY created_at DESC, id LIMIT $1",
         limit + 1,
     )
     page = rows[:limit]

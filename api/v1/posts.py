@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
-from app.post import IsAuthor, PostCreate, PostPage, PostRead, PostUpdate, post_service
+from app.post import POST_LIST, IsAuthor, PostCreate, PostRead, PostUpdate, post_service
+from core.fastapi.conditional import etag, if_match_versions, with_etag
 from core.fastapi.dependencies import AnyOf, HasPermission, IsAuthenticated, PermissionDependency
+from core.fastapi.idempotency import Idempotency
+from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import CurrentUser
 
 router = APIRouter(prefix="/posts", tags=["posts"])
@@ -18,31 +21,36 @@ remover = PermissionDependency([IsAuthenticated, AnyOf(IsAuthor, HasPermission("
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PostRead)
-async def create_post(body: PostCreate, user: CurrentUser = Depends(author)) -> PostRead:
-    """Write a post; the caller is its author."""
+async def create_post(
+    body: PostCreate, idempotency: Idempotency, user: CurrentUser = Depends(author)
+) -> Response:
+    """Write a post as its author; an `Idempotency-Key` makes retries safe."""
     assert user.id is not None
-    return await post_service.create(user.id, body)
+    author_id = user.id
+    return await idempotency.run(lambda: post_service.create(author_id, body), PostRead, 201)
 
 
-@router.get("", response_model=PostPage)
-async def list_posts(
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> PostPage:
-    """List posts, newest first; pass `next_cursor` back as `cursor` for the next page."""
-    return await post_service.list_page(limit, cursor)
+@router.get("", response_model=Page[PostRead])
+async def list_posts(query: Annotated[ListQuery, Depends(POST_LIST.dependency)]) -> Page[PostRead]:
+    """List posts (newest first): sort, filter, page by `cursor` (from `next_cursor`) or `page`."""
+    return await post_service.list_page(query)
 
 
 @router.get("/{post_id}", response_model=PostRead)
-async def get_post(post_id: PostId) -> PostRead:
-    """Read one post."""
-    return await post_service.get(post_id)
+async def get_post(post_id: PostId, request: Request) -> Response:
+    """Read one post; its `ETag` serves `If-None-Match` here and `If-Match` on PATCH."""
+    found = await post_service.get(post_id)
+    return with_etag(request, found, found.version)
 
 
 @router.patch("/{post_id}", response_model=PostRead, dependencies=[Depends(editor)])
-async def update_post(post_id: PostId, body: PostUpdate) -> PostRead:
-    """Change a post's title or body (its author, or anyone with `posts:update`)."""
-    return await post_service.update(post_id, body)
+async def update_post(
+    post_id: PostId, body: PostUpdate, request: Request, response: Response
+) -> PostRead:
+    """Change a post's title or body (its author, or `posts:update`); `If-Match` guards it."""
+    updated = await post_service.update(post_id, body, versions=if_match_versions(request))
+    response.headers["ETag"] = etag(updated.version)
+    return updated
 
 
 @router.delete(

@@ -1,11 +1,6 @@
-from core.exceptions import BadRequestException, NotFoundException
+from core.exceptions import NotFoundException
 
 
 class PostNotFoundException(NotFoundException):
     error_code = "POST__NOT_FOUND"
     detail = "No such post."
-
-
-class InvalidPostCursorException(BadRequestException):
-    error_code = "POST__INVALID_CURSOR"
-    detail = "The cursor is not one this API returned."

@@ -1,12 +1,36 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import select, update
 
 from app.post.models import Post
+from app.post.schemas import PostRead
 from core.db import session
 from core.db.base import utcnow
+from core.fastapi.lists import ListField, ListQuery, ListSpec, Page
+
+_posts = Post.__table__.c
+# What GET /api/v1/posts sorts and filters by: the list helper builds the query parameters,
+# their validation and the SQL from it.
+POST_LIST = ListSpec(
+    {
+        "id": ListField(_posts.id, sort=True),
+        "author_id": ListField(_posts.author_id, filters=("eq",)),
+        "title": ListField(_posts.title, sort=True, filters=("contains",)),
+        "created_at": ListField(_posts.created_at, sort=True, filters=("gte", "lte")),
+    },
+    key="id",
+    default_sort="-created_at",
+)
+# The columns of PostRead, as plain columns: a list page builds no ORM objects.
+_LIVE = select(
+    _posts.id,
+    _posts.author_id,
+    _posts.title,
+    _posts.body,
+    _posts.created_at,
+    _posts.updated_at,
+    _posts.version,
+).where(_posts.deleted_at.is_(None))
 
 
 class PostRepository:
@@ -26,13 +50,9 @@ class PostRepository:
         query = select(Post).where(Post.id == post_id, Post.deleted_at.is_(None)).with_for_update()
         return (await session.execute(query)).scalar_one_or_none()
 
-    async def page(self, before_id: int | None, limit: int) -> Sequence[Post]:
-        """Live posts newest first, those older than `before_id` when given (keyset pagination:
-        stable while posts are added)."""
-        query = select(Post).where(Post.deleted_at.is_(None)).order_by(Post.id.desc()).limit(limit)
-        if before_id is not None:
-            query = query.where(Post.id < before_id)
-        return (await session.scalars(query)).all()
+    async def list(self, query: ListQuery) -> Page[PostRead]:
+        """A page of live posts, as POST_LIST declares."""
+        return await POST_LIST.fetch(_LIVE, query, PostRead)
 
     async def soft_delete_by_author(self, author_id: int) -> int:
         """Mark every live post of `author_id` deleted; how many were."""

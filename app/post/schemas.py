@@ -37,8 +37,3 @@ class PostRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
-
-
-class PostPage(BaseModel):
-    items: list[PostRead]
-    next_cursor: str | None

@@ -1,21 +1,19 @@
 from __future__ import annotations
 
-from app.post.exceptions import InvalidPostCursorException, PostNotFoundException
+from collections.abc import Sequence
+
+from app.post.exceptions import PostNotFoundException
 from app.post.models import Post
 from app.post.repository import PostRepository
-from app.post.schemas import PostCreate, PostPage, PostRead, PostUpdate
+from app.post.schemas import PostCreate, PostRead, PostUpdate
 from core.db import Transactional
 from core.db.base import utcnow
+from core.exceptions import PreconditionFailedException
+from core.fastapi.lists import ListQuery, Page
 from core.helpers.cache import Cache
 
 # The cache namespaces of one post and of the list pages.
 POST_PREFIX, LIST_PREFIX = "post", "post_list"
-
-
-def _cursor_id(cursor: str) -> int:
-    if not cursor.isdigit() or not 0 < int(cursor) < 2**63:
-        raise InvalidPostCursorException()
-    return int(cursor)
 
 
 class PostService:
@@ -37,17 +35,18 @@ class PostService:
         return PostRead.model_validate(post)
 
     @Cache.cached(prefix=LIST_PREFIX, ttl=60)
-    async def list_page(self, limit: int, cursor: str | None) -> PostPage:
-        posts = await self.repository.page(_cursor_id(cursor) if cursor else None, limit + 1)
-        page = posts[:limit]
-        return PostPage(
-            items=[PostRead.model_validate(post) for post in page],
-            next_cursor=str(page[-1].id) if len(posts) > limit else None,
-        )
+    async def list_page(self, query: ListQuery) -> Page[PostRead]:
+        return await self.repository.list(query)
 
     @Transactional()
-    async def update(self, post_id: int, data: PostUpdate) -> PostRead:
+    async def update(
+        self, post_id: int, data: PostUpdate, versions: Sequence[int] | None = None
+    ) -> PostRead:
+        """Change what `data` sends; with `versions` (from If-Match) only if the post's version
+        is one of them: the row is locked, so no other change slips in between."""
         post = await self._lock(post_id)
+        if versions is not None and post.version not in versions:
+            raise PreconditionFailedException()
         for field, value in data.model_dump(exclude_none=True).items():
             setattr(post, field, value)
         await self.repository.flush()

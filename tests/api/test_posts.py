@@ -160,22 +160,91 @@ async def test_bad_posts_are_422_and_nothing_is_written(
     assert stack.primary.psql(f"SELECT count(*) FROM posts WHERE author_id = {author.id}") == "0"
 
 
-async def test_the_list_pages_through_every_live_post_newest_first(client: AsyncClient) -> None:
+async def listed(client: AsyncClient, **params: Any) -> list[int]:
+    """The ids of every page of the list, following `next_cursor`."""
+    ids: list[int] = []
+    cursor = None
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        response = await client.get(POSTS, params=query)
+        assert response.status_code == 200, response.text
+        ids += [item["id"] for item in response.json()["items"]]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return ids
+
+
+async def test_the_list_pages_through_live_posts_newest_first(client: AsyncClient) -> None:
     author = await signed_up(client)
     ids = [(await written(client, author, title=f"n{n}"))["id"] for n in range(5)]
     await client.delete(f"{POSTS}/{ids[2]}", headers=author.headers)
 
-    seen: list[int] = []
-    page = (await client.get(POSTS, params={"limit": 2})).json()
-    seen += [item["id"] for item in page["items"]]
-    while page["next_cursor"] and len(seen) < 4:
-        page = (await client.get(POSTS, params={"limit": 2, "cursor": page["next_cursor"]})).json()
-        seen += [item["id"] for item in page["items"]]
+    assert await listed(client, author_id=author.id, limit=2) == [ids[4], ids[3], ids[1], ids[0]]
+    first = (await client.get(POSTS, params={"author_id": author.id, "limit": 2})).json()
+    assert first["items"][0] == (await client.get(f"{POSTS}/{ids[4]}")).json()
+    paged = (await client.get(POSTS, params={"author_id": author.id, "page": 2, "limit": 3})).json()
+    assert [item["id"] for item in paged["items"]] == [ids[0]]
+    assert paged["total"] == 4
 
-    assert seen == [ids[4], ids[3], ids[1], ids[0]]
-    bad = await client.get(POSTS, params={"cursor": "nonsense"})
-    assert bad.status_code == 400
-    assert bad.json()["error_code"] == "POST__INVALID_CURSOR"
+
+async def test_the_list_filters_and_sorts_by_the_declared_fields(client: AsyncClient) -> None:
+    author, other = await signed_up(client), await signed_up(client)
+    banana = (await written(client, author, title="banana bread"))["id"]
+    apple = (await written(client, author, title="apple PIE"))["id"]
+    cherry = (await written(client, author, title="cherry jam"))["id"]
+    elsewhere = (await written(client, other, title="Apple crumble"))["id"]
+    created = {
+        post["id"]: post["created_at"]
+        for post in (await client.get(POSTS, params={"author_id": author.id})).json()["items"]
+    }
+
+    mine = {"author_id": author.id}
+    assert await listed(client, **mine, sort="title") == [apple, banana, cherry]
+    assert await listed(client, **mine, sort="-title", limit=1) == [cherry, banana, apple]
+    assert await listed(client, **mine, sort="id") == [banana, apple, cherry]
+    assert await listed(client, **mine, title__contains="APPLE") == [apple]
+    assert set(await listed(client, title__contains="apple")) >= {apple, elsewhere}
+    assert await listed(
+        client, **mine, created_at__gte=created[apple], created_at__lte=created[cherry]
+    ) == [cherry, apple]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"body__contains": "x"},
+        {"title": "exact"},
+        {"author_id__in": "1,2"},
+        {"sort": "author_id"},
+        {"sort": "body"},
+        {"author_id": "me"},
+        {"page": 1, "cursor": "x"},
+        {"limit": 101},
+    ],
+)
+async def test_undeclared_list_parameters_are_422_naming_them(
+    client: AsyncClient, params: dict[str, Any]
+) -> None:
+    response = await client.get(POSTS, params=params)
+
+    assert response.status_code == 422
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+    named = {str(error["loc"][-1]) for error in response.json()["errors"]}
+    assert named & set(params), response.json()
+
+
+async def test_a_cursor_is_bound_to_its_sort(client: AsyncClient) -> None:
+    author = await signed_up(client)
+    for n in range(3):
+        await written(client, author, title=f"t{n}")
+    page = (await client.get(POSTS, params={"author_id": author.id, "limit": 1})).json()
+
+    other_sort = await client.get(POSTS, params={"cursor": page["next_cursor"], "sort": "title"})
+    nonsense = await client.get(POSTS, params={"cursor": "nonsense"})
+
+    for response in (other_sort, nonsense):
+        assert response.status_code == 400
+        assert response.json()["error_code"] == "INVALID_CURSOR"
 
 
 async def test_reads_are_cached_and_a_change_shows_in_the_window_and_after_it(
@@ -210,3 +279,56 @@ async def test_reads_are_cached_and_a_change_shows_in_the_window_and_after_it(
     stack.primary.psql(f"UPDATE posts SET title = 'Behind again' WHERE id = {post['id']}")
     stack.wait_for_replica()
     assert (await client.get(url)).json()["title"] == "After"
+
+
+async def test_a_stale_if_match_is_a_412_and_changes_nothing(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+    post = await written(client, author, title="First")
+    url = f"{POSTS}/{post['id']}"
+    read = await client.get(url)
+    tag = read.headers["etag"]
+    assert (await client.get(url, headers={"If-None-Match": tag})).status_code == 304
+
+    fresh = await client.patch(
+        url, json={"title": "Second"}, headers={**author.headers, "If-Match": tag}
+    )
+    stale = await client.patch(
+        url, json={"title": "Lost update"}, headers={**author.headers, "If-Match": tag}
+    )
+
+    assert fresh.status_code == 200
+    assert fresh.headers["etag"] != tag
+    assert fresh.headers["etag"] == (await client.get(url)).headers["etag"]
+    assert stale.status_code == 412
+    assert stale.json()["error_code"] == "PRECONDITION_FAILED"
+    assert stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post['id']}") == (
+        "Second|2"
+    )
+
+
+async def test_an_idempotency_key_replays_the_first_post_instead_of_writing_twice(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author, other = await signed_up(client), await signed_up(client)
+    body = {"title": "Once", "body": "Only once."}
+    key = {"Idempotency-Key": f"post-{author.id}"}
+
+    first = await client.post(POSTS, json=body, headers={**author.headers, **key})
+    again = await client.post(POSTS, json=body, headers={**author.headers, **key})
+    changed = await client.post(
+        POSTS, json={**body, "title": "Twice"}, headers={**author.headers, **key}
+    )
+    # Keys are the caller's own: another user's same key is another request.
+    someone_else = await client.post(POSTS, json=body, headers={**other.headers, **key})
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotency-replayed"] == "true"
+    assert changed.status_code == 422
+    assert changed.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert someone_else.status_code == 201
+    assert someone_else.json()["id"] != first.json()["id"]
+    count = f"SELECT count(*) FROM posts WHERE author_id = {author.id}"
+    assert stack.primary.psql(count) == "1"
