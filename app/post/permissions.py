@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from app.post.service import post_service
+from core.db import use_writer
 from core.fastapi.dependencies import BasePermission, declare_permissions
 
 # The codes this module's routes check, in one place: roles may hold only declared codes.
@@ -24,6 +25,8 @@ class IsAuthor(BasePermission):
             return False
         if not 0 < post_id < 2**63:
             return False
-        # Cached, and an author never changes; the write itself finds the row on the writer.
+        # The request is about to write: its reads go to the writer from here on, so a post
+        # written a moment ago is found. Cached, and an author never changes.
+        use_writer()
         post = await post_service.get(post_id)
         return bool(post.author_id == request.user.id)

@@ -40,6 +40,7 @@ async def test_an_author_writes_a_post_and_anyone_reads_it(
     assert stack.primary.psql(f"SELECT author_id, title FROM posts WHERE id = {post['id']}") == (
         f"{author.id}|Hello"
     )
+    stack.wait_for_replica()  # others read the replica
     read = await client.get(f"{POSTS}/{post['id']}")
     assert read.status_code == 200
     assert read.json() == post
@@ -91,6 +92,7 @@ async def test_only_the_author_or_a_permission_holder_changes_a_post(
     # posts:update does not allow deleting.
     assert updater_deletes.status_code == 403
     assert stranger_deletes.status_code == 403
+    stack.wait_for_replica()
     assert (await client.get(url)).json()["title"] == "Edited"
 
 
@@ -107,6 +109,7 @@ async def test_a_deleted_post_is_gone_for_readers_and_kept_in_the_table(
 
     assert by_author.status_code == 204
     assert by_deleter.status_code == 204
+    stack.wait_for_replica()
     for post in (own, other):
         gone = await client.get(f"{POSTS}/{post['id']}")
         assert gone.status_code == 404
@@ -174,10 +177,13 @@ async def listed(client: AsyncClient, **params: Any) -> list[int]:
             return ids
 
 
-async def test_the_list_pages_through_live_posts_newest_first(client: AsyncClient) -> None:
+async def test_the_list_pages_through_live_posts_newest_first(
+    client: AsyncClient, stack: ServerStack
+) -> None:
     author = await signed_up(client)
     ids = [(await written(client, author, title=f"n{n}"))["id"] for n in range(5)]
     await client.delete(f"{POSTS}/{ids[2]}", headers=author.headers)
+    stack.wait_for_replica()
 
     assert await listed(client, author_id=author.id, limit=2) == [ids[4], ids[3], ids[1], ids[0]]
     first = (await client.get(POSTS, params={"author_id": author.id, "limit": 2})).json()
@@ -187,12 +193,15 @@ async def test_the_list_pages_through_live_posts_newest_first(client: AsyncClien
     assert paged["total"] == 4
 
 
-async def test_the_list_filters_and_sorts_by_the_declared_fields(client: AsyncClient) -> None:
+async def test_the_list_filters_and_sorts_by_the_declared_fields(
+    client: AsyncClient, stack: ServerStack
+) -> None:
     author, other = await signed_up(client), await signed_up(client)
     banana = (await written(client, author, title="banana bread"))["id"]
     apple = (await written(client, author, title="apple PIE"))["id"]
     cherry = (await written(client, author, title="cherry jam"))["id"]
     elsewhere = (await written(client, other, title="Apple crumble"))["id"]
+    stack.wait_for_replica()
     created = {
         post["id"]: post["created_at"]
         for post in (await client.get(POSTS, params={"author_id": author.id})).json()["items"]
@@ -233,10 +242,11 @@ async def test_undeclared_list_parameters_are_422_naming_them(
     assert named & set(params), response.json()
 
 
-async def test_a_cursor_is_bound_to_its_sort(client: AsyncClient) -> None:
+async def test_a_cursor_is_bound_to_its_sort(client: AsyncClient, stack: ServerStack) -> None:
     author = await signed_up(client)
     for n in range(3):
         await written(client, author, title=f"t{n}")
+    stack.wait_for_replica()
     page = (await client.get(POSTS, params={"author_id": author.id, "limit": 1})).json()
 
     other_sort = await client.get(POSTS, params={"cursor": page["next_cursor"], "sort": "title"})
@@ -287,6 +297,7 @@ async def test_a_stale_if_match_is_a_412_and_changes_nothing(
     author = await signed_up(client)
     post = await written(client, author, title="First")
     url = f"{POSTS}/{post['id']}"
+    stack.wait_for_replica()
     read = await client.get(url)
     tag = read.headers["etag"]
     assert (await client.get(url, headers={"If-None-Match": tag})).status_code == 304
@@ -300,6 +311,7 @@ async def test_a_stale_if_match_is_a_412_and_changes_nothing(
 
     assert fresh.status_code == 200
     assert fresh.headers["etag"] != tag
+    stack.wait_for_replica()
     assert fresh.headers["etag"] == (await client.get(url)).headers["etag"]
     assert stale.status_code == 412
     assert stale.json()["error_code"] == "PRECONDITION_FAILED"

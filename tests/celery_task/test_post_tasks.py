@@ -53,6 +53,7 @@ async def test_deleting_a_user_soft_deletes_their_posts_on_queue_post(
     author, bystander = await signed_up(client), await signed_up(client)
     ids = await posts_of(client, author, 2)
     kept = await posts_of(client, bystander, 1)
+    stack.wait_for_replica()
     for post_id in ids:  # cached
         assert (await client.get(f"/api/v1/posts/{post_id}")).status_code == 200
 
@@ -60,6 +61,7 @@ async def test_deleting_a_user_soft_deletes_their_posts_on_queue_post(
 
     assert deleted.status_code == 204
     wait_until_no_live_posts(stack, author.id)
+    stack.wait_for_replica()
     wait_for_log(post_worker, "post.delete_posts_of_user")
     for post_id in ids:
         assert (await client.get(f"/api/v1/posts/{post_id}")).status_code == 404
