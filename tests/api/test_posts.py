@@ -320,6 +320,28 @@ async def test_a_stale_if_match_is_a_412_and_changes_nothing(
     )
 
 
+async def test_two_editors_racing_with_the_same_if_match_one_wins(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    author = await signed_up(client)
+    post = await written(client, author)
+    url = f"{POSTS}/{post['id']}"
+    tag = (await client.get(url, headers=author.headers)).headers["etag"]
+
+    responses = await asyncio.gather(
+        *(
+            client.patch(url, json={"title": title}, headers={**caller.headers, "If-Match": tag})
+            for caller, title in ((author, "By the author"), (admin, "By the admin"))
+        )
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 412]
+    winner = next(r for r in responses if r.status_code == 200).json()
+    row = stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post['id']}")
+    assert row == f"{winner['title']}|2"
+
+
 async def test_an_idempotency_key_replays_the_first_post_instead_of_writing_twice(
     client: AsyncClient, stack: ServerStack
 ) -> None:
