@@ -6,7 +6,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.post import POST_LIST, IsAuthor, PostCreate, PostRead, PostUpdate, post_service
 from core.fastapi.conditional import etag, if_match_versions, with_etag
-from core.fastapi.dependencies import AnyOf, HasPermission, IsAuthenticated, PermissionDependency
+from core.fastapi.dependencies import (
+    AnyOf,
+    HasPermission,
+    IsAuthenticated,
+    PermissionDependency,
+    RateLimit,
+)
 from core.fastapi.idempotency import Idempotency
 from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import CurrentUser
@@ -20,7 +26,13 @@ editor = PermissionDependency([IsAuthenticated, AnyOf(IsAuthor, HasPermission("p
 remover = PermissionDependency([IsAuthenticated, AnyOf(IsAuthor, HasPermission("posts:delete"))])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=PostRead)
+# Writes are limited per caller (their tier's limit for the route, else RATE_LIMIT_DEFAULT).
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PostRead,
+    dependencies=[Depends(RateLimit())],
+)
 async def create_post(
     body: PostCreate, idempotency: Idempotency, user: CurrentUser = Depends(author)
 ) -> Response:
@@ -43,7 +55,9 @@ async def get_post(post_id: PostId, request: Request) -> Response:
     return with_etag(request, found, found.version)
 
 
-@router.patch("/{post_id}", response_model=PostRead, dependencies=[Depends(editor)])
+@router.patch(
+    "/{post_id}", response_model=PostRead, dependencies=[Depends(RateLimit()), Depends(editor)]
+)
 async def update_post(
     post_id: PostId, body: PostUpdate, request: Request, response: Response
 ) -> PostRead:
@@ -54,7 +68,9 @@ async def update_post(
 
 
 @router.delete(
-    "/{post_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(remover)]
+    "/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(RateLimit()), Depends(remover)],
 )
 async def delete_post(post_id: PostId) -> Response:
     """Delete a post (its author, or anyone with `posts:delete`); it is kept, marked deleted."""

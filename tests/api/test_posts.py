@@ -12,6 +12,7 @@ from httpx import AsyncClient
 from core.helpers.cache.cache_manager import hold_seconds
 from tests.api.test_auth import account_with_permission
 from tests.api.test_consistency import replication_paused
+from tests.api.test_rate_limits import limit_tier, new_tier
 from tests.helpers import Account, signed_up
 from tests.servers import ServerStack
 
@@ -366,3 +367,39 @@ async def test_an_idempotency_key_replays_the_first_post_instead_of_writing_twic
     assert someone_else.json()["id"] != first.json()["id"]
     count = f"SELECT count(*) FROM posts WHERE author_id = {author.id}"
     assert stack.primary.psql(count) == "1"
+
+
+async def test_writes_are_limited_by_the_caller_s_tier_and_reads_are_not(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    author = await signed_up(client)
+    tier = await new_tier(client, admin)
+    await limit_tier(client, admin, tier, POSTS, 2)
+    await limit_tier(client, admin, tier, f"{POSTS}/{{post_id}}", 1)
+    moved = await client.put(
+        f"/api/v1/users/{author.id}/tier", json={"tier": tier}, headers=admin.headers
+    )
+    assert moved.status_code == 200
+
+    created = [
+        await client.post(POSTS, json={"title": "t", "body": "b"}, headers=author.headers)
+        for _ in range(3)
+    ]
+    url = f"{POSTS}/{created[0].json()['id']}"
+    patched = [
+        await client.patch(url, json={"title": "u"}, headers=author.headers) for _ in range(2)
+    ]
+    deleted = await client.delete(url, headers=author.headers)
+
+    assert [r.status_code for r in created] == [201, 201, 429]
+    assert created[0].headers["ratelimit-policy"] == f'"{tier}";q=2;w=60'
+    assert created[2].json()["error_code"] == "RATE_LIMITED"
+    assert int(created[2].headers["retry-after"]) > 0
+    assert [r.status_code for r in patched] == [200, 429]
+    assert deleted.status_code == 429
+    assert stack.primary.psql(f"SELECT count(*) FROM posts WHERE author_id = {author.id}") == "2"
+    stack.wait_for_replica()
+    for read in (await client.get(POSTS), await client.get(url)):
+        assert read.status_code == 200
+        assert "ratelimit" not in read.headers
