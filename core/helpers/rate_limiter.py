@@ -8,17 +8,15 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.config import config
 from core.helpers.cache.base import CacheUnavailableError, bounded
+from core.helpers.cache.redis_backend import RETRY_DEAD_CONNECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +24,6 @@ T = TypeVar("T")
 
 # After Redis failed, calls go straight to the local counts this long instead of each waiting.
 RETRY_SECONDS = 1.0
-# As the cache's client: a pooled connection that died with a Redis restart is retried once on a
-# fresh one, instead of counting locally for a while. (Passed through to redis-py's client.)
-_RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
-    "retry": Retry(NoBackoff(), retries=1),
-    "retry_on_error": [RedisConnectionError],
-}
 
 
 class Hit(NamedTuple):
@@ -59,7 +51,7 @@ class RateLimiter:
                     key_prefix="ratelimit",
                     socket_timeout=0.25,
                     socket_connect_timeout=0.25,
-                    **_RETRY_DEAD_CONNECTIONS,
+                    **RETRY_DEAD_CONNECTIONS,
                 )
             self._storages[loop] = (shared, MemoryStorage())
         return self._storages[loop]

@@ -19,6 +19,14 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# One immediate retry on a fresh connection: a pooled connection that died with a Redis restart
+# must not fail the call that happens to pick it. Every Redis client of the API uses it.
+RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
+    "retry": Retry(NoBackoff(), retries=1),
+    "retry_on_error": [RedisConnectionError],
+}
+
+
 class RedisBackend(BaseBackend):
     """Redis through redis.asyncio: one round trip per operation, short timeouts.
 
@@ -56,10 +64,7 @@ class RedisBackend(BaseBackend):
                 timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                # One immediate retry on a fresh connection: a pooled connection that died
-                # with a Redis restart must not fail the request that happens to pick it.
-                retry=Retry(NoBackoff(), retries=1),
-                retry_on_error=[RedisConnectionError],
+                **RETRY_DEAD_CONNECTIONS,
             )
             client = self._clients[loop] = Redis(connection_pool=pool)
         return client
