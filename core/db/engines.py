@@ -48,9 +48,6 @@ def _engine_options(url: URL) -> dict[str, Any]:
         "max_overflow": 0,
         # The connection used last goes out first: a light load keeps reusing a few warm ones.
         "pool_use_lifo": True,
-        # Checked with a ping when taken from the pool: a server restart or failover costs a
-        # reconnect, never an error for the request that picks a dead connection.
-        "pool_pre_ping": True,
         "pool_timeout": config.DB_POOL_TIMEOUT,
         "pool_recycle": 1800,
         "connect_args": {
@@ -58,6 +55,20 @@ def _engine_options(url: URL) -> dict[str, Any]:
             "server_settings": PG_SERVER_SETTINGS,
         },
     }
+
+
+def _discard_closed_connections(engine: AsyncEngine) -> None:
+    """A connection the server closed (a restart, a failover) is replaced at checkout.
+
+    asyncpg notices the server's close on its own, so this costs no round trip, unlike a ping
+    per checkout; a connection that dies silently fails one statement and the pool is renewed.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError("the server closed this connection")
 
 
 def _enable_sqlite_pragmas(engine: AsyncEngine) -> None:
@@ -132,6 +143,8 @@ def _build_engines() -> EnginePair:
     if _is_sqlite(writer_url):
         _enable_sqlite_pragmas(writer)
     trace_engine(writer, "writer")
+    if not _is_sqlite(writer_url):
+        _discard_closed_connections(writer)
     if reader_url == writer_url or _is_sqlite(reader_url):
         return EnginePair(writer, writer, None)
     fallback = ReaderFallback(reader_url, writer_url)
@@ -146,6 +159,7 @@ def _build_engines() -> EnginePair:
         **_engine_options(reader_url),
     )
     fallback.install(reader)
+    _discard_closed_connections(reader)
     trace_engine(reader, "reader")
     return EnginePair(writer, reader, fallback)
 
