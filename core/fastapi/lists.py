@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
-from fastapi import Query, Request
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 from sqlalchemy import ColumnElement, Select, TypeDecorator, and_, func, or_, select
 
 from core.db import session
@@ -149,33 +149,29 @@ class ListSpec:
 
     def _dependency(self) -> Callable[..., Coroutine[Any, Any, ListQuery]]:
         sortable = ", ".join(n for n, f in self.fields.items() if f.sort)
-        parameters = [
-            inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request),
-            _query("limit", Annotated[int, Query(ge=1, le=MAX_LIMIT)], 20),
-            _query("cursor", Annotated[str | None, Query(max_length=1024)], None),
-            _query("page", Annotated[int | None, Query(ge=1, le=2**31 - 1)], None),
-            _query(
-                "sort",
-                Annotated[
-                    str | None,
-                    Query(
-                        max_length=256,
-                        description=f"Comma list, `-` for descending, of: {sortable}.",
-                    ),
-                ],
-                None,
+        fields: dict[str, Any] = {
+            "limit": (int, Field(20, ge=1, le=MAX_LIMIT)),
+            "cursor": (str | None, Field(None, max_length=1024)),
+            "page": (int | None, Field(None, ge=1, le=2**31 - 1)),
+            "sort": (
+                str | None,
+                Field(
+                    None,
+                    max_length=256,
+                    description=f"Comma list, `-` for descending, of: {sortable}.",
+                ),
             ),
-        ]
+        }
         for parameter, (name, op) in self.filters.items():
             kind: Any = str if op in ("in", "contains") else self._type(name)
-            limit = Query(max_length=4096) if kind is str else Query()
-            parameters.append(_query(parameter, Annotated[kind | None, limit], None))
-        known = {p.name for p in parameters} - {"request"}
+            fields[parameter] = (kind | None, Field(None, max_length=4096) if kind is str else None)
+        # One model for every parameter: validated in one call, and an unknown one is refused.
+        parameters_model = create_model(
+            "ListParameters", __config__=ConfigDict(extra="forbid"), **fields
+        )
 
-        async def list_query(request: Request, **values: Any) -> ListQuery:
-            for parameter in request.query_params:
-                if parameter not in known:
-                    raise _invalid(parameter, "not a parameter of this list", "extra_forbidden")
+        async def list_query(parameters: Any) -> ListQuery:
+            values = parameters.model_dump()
             if values["cursor"] is not None and values["page"] is not None:
                 raise _invalid("page", "send either cursor or page, not both")
             sort = self._parse_sort(values["sort"]) if values["sort"] else self.default_sort
@@ -189,7 +185,16 @@ class ListSpec:
                 limit=values["limit"], page=values["page"], sort=sort, after=after, filters=filters
             )
 
-        list_query.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        # The model exists only at run time, so FastAPI is shown it through the signature.
+        list_query.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter(
+                    "parameters",
+                    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                    annotation=Annotated[parameters_model, Query()],
+                )
+            ]
+        )
         return list_query
 
     def _where(self, query: ListQuery) -> list[ColumnElement[bool]]:
@@ -251,12 +256,6 @@ class ListSpec:
             page=query.page,
             total=total,
         )
-
-
-def _query(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default
-    )
 
 
 __all__ = ["InvalidCursorException", "ListField", "ListQuery", "ListSpec", "Page"]
