@@ -1,74 +1,83 @@
-"""Moving-window counting with the `limits` library: shared in Redis, atomic (one Lua script per
-hit), and kept in this process's memory while Redis cannot answer, so limits are never off."""
+"""GCRA counting in one Lua script: atomic, one round trip that counts and reports what is left,
+timed by the Redis server's clock so every API process agrees. While Redis cannot answer, the
+same arithmetic runs over this process's memory, so limits are never off.
+
+Our own script rather than the `limits` library's strategies: those count (`hit`) and report
+what is left (`get_window_stats`) in separate calls, two round trips where one does."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from limits import RateLimitItem
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
-from core.config import config
 from core.helpers.cache.base import CacheUnavailableError, bounded
-from core.helpers.cache.redis_backend import RETRY_DEAD_CONNECTIONS
+from core.helpers.cache.cache_manager import Cache
+from core.helpers.cache.memory_backend import InMemoryBackend
+from core.helpers.cache.redis_backend import RETRY_SECONDS, RedisBackend
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# After Redis failed, calls go straight to the local counts this long instead of each waiting.
-RETRY_SECONDS = 1.0
+# KEYS[1] holds the caller's theoretical arrival time (TAT) in microseconds; ARGV: the emission
+# interval and the period in microseconds, and 1 to count or 0 to only look. Returns whether a
+# request fits and how far the TAT is ahead of now. `local` below is the same in Python.
+_GCRA = """
+local clock = redis.call('TIME')
+local now = clock[1] * 1000000 + clock[2]
+local interval, period = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+local allowed = tat + interval - period <= now
+if allowed and ARGV[3] == '1' then
+  tat = tat + interval
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+end
+return {allowed and 1 or 0, tat - now}
+"""
 
 
 class Hit(NamedTuple):
     allowed: bool
     remaining: int
-    reset_in: int  # seconds until the window has room again
+    reset_in: int  # seconds: a refused caller's wait, else until the whole quota is back
+
+
+def _hit(allowed: bool, ahead: int, interval: int, period: int) -> Hit:
+    """What the caller is told, from the TAT being `ahead` microseconds past now."""
+    wait = ahead if allowed else ahead + interval - period
+    # Whole seconds, rounded up: a client that waits this long finds room.
+    return Hit(allowed, max(0, (period - ahead) // interval), math.ceil(wait / 1_000_000))
+
+
+def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+    return f"ratelimit:{item.key_for(*identifiers)}"
 
 
 class RateLimiter:
     def __init__(self) -> None:
-        # Connections, locks and the expiry timer belong to the event loop that made them.
-        self._storages: dict[asyncio.AbstractEventLoop, tuple[Storage | None, Storage]] = {}
-        self._down_until = 0.0
+        self._local = InMemoryBackend()
         self._degraded = False
-
-    def _storage(self) -> tuple[Storage | None, Storage]:
-        """(Redis when configured, this process's memory) for the running event loop."""
-        loop = asyncio.get_running_loop()
-        if loop not in self._storages:
-            shared = None
-            if config.CACHE_BACKEND == "redis" and config.REDIS_URL:
-                shared = RedisStorage(
-                    f"async+{config.REDIS_URL}",
-                    implementation="redispy",
-                    key_prefix="ratelimit",
-                    socket_timeout=0.25,
-                    socket_connect_timeout=0.25,
-                    **RETRY_DEAD_CONNECTIONS,
-                )
-            self._storages[loop] = (shared, MemoryStorage())
-        return self._storages[loop]
 
     @property
     def degraded(self) -> bool:
         """Whether counts are kept per process since Redis last failed to answer."""
         return self._degraded
 
-    async def run(self, operation: Callable[[Storage], Awaitable[T]]) -> T:
-        """`operation` on the shared storage, or on this process's while Redis is down."""
-        shared, local = self._storage()
-        if shared is not None and time.monotonic() >= self._down_until:
+    async def _run(
+        self, shared: Callable[[Redis], Awaitable[T]], local: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`shared` in the cache's Redis, or `local` while it cannot answer (or is none)."""
+        backend = Cache.backend
+        if isinstance(backend, RedisBackend):
             try:
-                result = await bounded(lambda: operation(shared))
+                result = await bounded(lambda: backend.call(shared))
             except CacheUnavailableError as error:
-                self._down_until = time.monotonic() + RETRY_SECONDS
                 if not self._degraded:
                     logger.warning("rate limits are counted per process: redis is down (%s)", error)
                     self._degraded = True
@@ -77,30 +86,42 @@ class RateLimiter:
                     logger.warning("rate limits are shared again: redis is back")
                     self._degraded = False
                 return result
-        return await operation(local)
+        return await local()
+
+    async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
+        key = _key(item, identifiers)
+        period = item.get_expiry() * 1_000_000
+        interval = period // item.amount
+
+        async def shared(redis: Redis) -> Hit:
+            script = redis.register_script(_GCRA)
+            reply = await script(keys=[key], args=[interval, period, int(count)])
+            allowed, ahead = cast("list[Any]", reply)
+            return _hit(bool(allowed), int(ahead), interval, period)
+
+        async def local() -> Hit:
+            # The in-memory store never waits, so reading and storing here is atomic.
+            now = time.time_ns() // 1000
+            tat = max(int(await self._local.get(key) or 0), now)
+            allowed = tat + interval - period <= now
+            if allowed and count:
+                tat += interval
+                await self._local.set(key, str(tat).encode(), (tat - now) / 1_000_000)
+            return _hit(allowed, tat - now, interval, period)
+
+        return await self._run(shared, local)
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Count one request against `item`, unless it is used up; what the headers need."""
-        return await self.run(lambda storage: _count(storage, item, identifiers, hit=True))
+        return await self._count(item, identifiers, count=True)
 
     async def peek(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Whether `item` has room left, counting nothing."""
-        return await self.run(lambda storage: _count(storage, item, identifiers, hit=False))
+        return await self._count(item, identifiers, count=False)
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
-        await self.run(lambda storage: storage.clear(item.key_for(*identifiers)))
-
-
-async def _count(
-    storage: Storage, item: RateLimitItem, identifiers: tuple[str, ...], hit: bool
-) -> Hit:
-    limiter = MovingWindowRateLimiter(storage)
-    allowed = await limiter.hit(item, *identifiers) if hit else None
-    stats = await limiter.get_window_stats(item, *identifiers)
-    # Whole seconds, rounded up: a client that waits this long finds room.
-    reset_in = max(0, math.ceil(stats.reset_time - time.time()))
-    room = stats.remaining > 0 if allowed is None else allowed
-    return Hit(room, max(0, stats.remaining), reset_in)
+        key = _key(item, identifiers)
+        await self._run(lambda redis: redis.delete(key), lambda: self._local.delete(key))
 
 
 rate_limiter = RateLimiter()

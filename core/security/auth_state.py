@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.fastapi.schemas.current_user import TierLimits
 from core.helpers.cache import Cache, Fetched
 
 # Bounds how long a change goes unseen when its removal could not reach the cache (it got a 503).
@@ -24,6 +25,7 @@ class AuthState:
     revoked_sessions: frozenset[str] = frozenset()
     # The rate-limit tier's name; None: DEFAULT_TIER.
     tier: str | None = None
+    rate_limits: TierLimits = ()
     # False when the writer was unreachable and the state was read on a replica.
     from_writer: bool = True
 
@@ -41,7 +43,10 @@ def use_auth_state_loader(load: LoadAuthState) -> None:
     _Loader.load = load
 
 
-@Cache.cached(prefix="auth_state", ttl=AUTH_STATE_TTL_SECONDS)
+_PREFIX = "auth_state"
+
+
+@Cache.cached(prefix=_PREFIX, ttl=AUTH_STATE_TTL_SECONDS)
 async def _auth_state(user_id: int) -> AuthState | None:
     if _Loader.load is None:
         raise RuntimeError("no auth state loader: call use_auth_state_loader() at startup")
@@ -56,6 +61,11 @@ async def fetch_auth_state(user_id: int) -> Fetched[AuthState | None]:
 async def forget_auth_state(user_id: int) -> None:
     """Drop the user's cached auth state (it changed); inside a transaction, once it commits."""
     await Cache.remove(_auth_state, user_id)
+
+
+async def forget_all_auth_states() -> None:
+    """Drop every cached auth state (a tier's limits changed); inside a transaction, after it."""
+    await Cache.remove_by_prefix(_PREFIX)
 
 
 async def hold_auth_state(user_id: int) -> None:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A tier's limits: (path template, requests, period in seconds) per route it limits.
+TierLimits = tuple[tuple[str, int, int], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class CurrentUser:
@@ -15,6 +18,8 @@ class CurrentUser:
     session_id: str | None = None
     # The rate-limit tier; None: DEFAULT_TIER.
     tier: str | None = None
+    # The tier's limits, loaded with the auth state: RateLimit asks nothing more of Redis.
+    rate_limits: TierLimits = ()
 
     @property
     def is_authenticated(self) -> bool:
