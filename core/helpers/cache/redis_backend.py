@@ -25,8 +25,7 @@ RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
     "retry": Retry(NoBackoff(), retries=1),
     "retry_on_error": [RedisConnectionError],
 }
-
-
+# How long a Redis that failed is skipped before it is tried again.
 RETRY_SECONDS = 1.0
 
 
