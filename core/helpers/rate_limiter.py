@@ -1,9 +1,6 @@
-"""GCRA counting in one Lua script: atomic, one round trip that counts and reports what is left,
-timed by the Redis server's clock so every API process agrees. While Redis cannot answer, the
-same arithmetic runs over this process's memory, so limits are never off.
-
-Our own script rather than the `limits` library's strategies: those count (`hit`) and report
-what is left (`get_window_stats`) in separate calls, two round trips where one does."""
+"""GCRA in one Lua script: atomic, on the Redis server's clock (API processes with skewed clocks
+agree), one round trip that counts and returns what is left (`limits` needs two: `hit`, then
+`get_window_stats`). While Redis cannot answer, the same arithmetic runs in this process."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple
 
 from limits import RateLimitItem
 from redis.asyncio import Redis
@@ -23,11 +20,8 @@ from core.helpers.cache.redis_backend import RETRY_SECONDS, RedisBackend
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# KEYS[1] holds the caller's theoretical arrival time (TAT) in microseconds; ARGV: the emission
-# interval and the period in microseconds, and 1 to count or 0 to only look. Returns whether a
-# request fits and how far the TAT is ahead of now. `local` below is the same in Python.
+# KEYS[1]: the caller's theoretical arrival time (TAT), µs. ARGV: emission interval, period (µs),
+# 1 to count or 0 to look. Returns (fits, TAT - now); `local` in RateLimiter._count mirrors it.
 _GCRA = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
@@ -48,13 +42,6 @@ class Hit(NamedTuple):
     reset_in: int  # seconds: a refused caller's wait, else until the whole quota is back
 
 
-def _hit(allowed: bool, ahead: int, interval: int, period: int) -> Hit:
-    """What the caller is told, from the TAT being `ahead` microseconds past now."""
-    wait = ahead if allowed else ahead + interval - period
-    # Whole seconds, rounded up: a client that waits this long finds room.
-    return Hit(allowed, max(0, (period - ahead) // interval), math.ceil(wait / 1_000_000))
-
-
 def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
     return f"ratelimit:{item.key_for(*identifiers)}"
 
@@ -62,54 +49,49 @@ def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
 class RateLimiter:
     def __init__(self) -> None:
         self._local = InMemoryBackend()
-        self._degraded = False
-
-    @property
-    def degraded(self) -> bool:
-        """Whether counts are kept per process since Redis last failed to answer."""
-        return self._degraded
+        # Whether counts are kept per process since Redis last failed to answer.
+        self.degraded = False
 
     async def _run(
-        self, shared: Callable[[Redis], Awaitable[T]], local: Callable[[], Awaitable[T]]
-    ) -> T:
-        """`shared` in the cache's Redis, or `local` while it cannot answer (or is none)."""
+        self, shared: Callable[[Redis], Awaitable[Any]], local: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """`shared` in the cache's Redis; `local` where there is none or it cannot answer."""
         backend = Cache.backend
         if isinstance(backend, RedisBackend):
             try:
                 result = await bounded(lambda: backend.call(shared))
             except CacheUnavailableError as error:
-                if not self._degraded:
+                if not self.degraded:
                     logger.warning("rate limits are counted per process: redis is down (%s)", error)
-                    self._degraded = True
+                self.degraded = True
             else:
-                if self._degraded:
+                if self.degraded:
                     logger.warning("rate limits are shared again: redis is back")
-                    self._degraded = False
+                self.degraded = False
                 return result
         return await local()
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
-        key = _key(item, identifiers)
-        period = item.get_expiry() * 1_000_000
+        key, period = _key(item, identifiers), item.get_expiry() * 1_000_000
         interval = period // item.amount
+        args = [interval, period, int(count)]
 
-        async def shared(redis: Redis) -> Hit:
-            script = redis.register_script(_GCRA)
-            reply = await script(keys=[key], args=[interval, period, int(count)])
-            allowed, ahead = cast("list[Any]", reply)
-            return _hit(bool(allowed), int(ahead), interval, period)
-
-        async def local() -> Hit:
+        async def local() -> tuple[int, int]:
             # The in-memory store never waits, so reading and storing here is atomic.
             now = time.time_ns() // 1000
             tat = max(int(await self._local.get(key) or 0), now)
             allowed = tat + interval - period <= now
             if allowed and count:
                 tat += interval
-                await self._local.set(key, str(tat).encode(), (tat - now) / 1_000_000)
-            return _hit(allowed, tat - now, interval, period)
+                await self._local.set(key, b"%d" % tat, (tat - now) / 1_000_000)
+            return allowed, tat - now
 
-        return await self._run(shared, local)
+        allowed, ahead = await self._run(
+            lambda redis: redis.register_script(_GCRA)([key], args), local
+        )
+        wait = ahead if allowed else ahead + interval - period
+        # Whole seconds, rounded up: a client that waits this long finds room.
+        return Hit(bool(allowed), max(0, (period - ahead) // interval), math.ceil(wait / 1_000_000))
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Count one request against `item`, unless it is used up; what the headers need."""

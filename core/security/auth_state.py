@@ -23,7 +23,7 @@ class AuthState:
     permissions: frozenset[str] = frozenset()
     # Logged-out sessions whose access tokens may not have expired yet.
     revoked_sessions: frozenset[str] = frozenset()
-    # The rate-limit tier's name; None: DEFAULT_TIER.
+    # The rate-limit tier's name (None: DEFAULT_TIER) and its limits.
     tier: str | None = None
     rate_limits: TierLimits = ()
     # False when the writer was unreachable and the state was read on a replica.
@@ -43,10 +43,7 @@ def use_auth_state_loader(load: LoadAuthState) -> None:
     _Loader.load = load
 
 
-_PREFIX = "auth_state"
-
-
-@Cache.cached(prefix=_PREFIX, ttl=AUTH_STATE_TTL_SECONDS)
+@Cache.cached(prefix="auth_state", ttl=AUTH_STATE_TTL_SECONDS)
 async def _auth_state(user_id: int) -> AuthState | None:
     if _Loader.load is None:
         raise RuntimeError("no auth state loader: call use_auth_state_loader() at startup")
@@ -65,7 +62,7 @@ async def forget_auth_state(user_id: int) -> None:
 
 async def forget_all_auth_states() -> None:
     """Drop every cached auth state (a tier's limits changed); inside a transaction, after it."""
-    await Cache.remove_by_prefix(_PREFIX)
+    await Cache.remove_by_prefix("auth_state")
 
 
 async def hold_auth_state(user_id: int) -> None:

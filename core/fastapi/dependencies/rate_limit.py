@@ -30,8 +30,7 @@ class _Loader:
 
 
 def use_tier_limits(load: LoadTierLimits) -> None:
-    """Set the application's query for a tier's limits, for anonymous callers (a user's come
-    with their auth state)."""
+    """Set the application's query for a tier's limits (a user's come with their auth state)."""
     _Loader.load = load
 
 
@@ -96,10 +95,8 @@ class RateLimit:
 
 
 async def _tier_limits(tier: str) -> TierLimits:
-    if _Loader.load is None:
-        return ()
     try:
-        return await _Loader.load(tier)
+        return await _Loader.load(tier) if _Loader.load else ()
     except Exception:
         # Still limited, by the route's own limit: an outage never turns limits off.
         logger.exception("tier %s limits unavailable; the route's own limit applies", tier)

@@ -16,9 +16,8 @@ class CurrentUser:
     is_verified: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
-    # The rate-limit tier; None: DEFAULT_TIER.
+    # The rate-limit tier (None: DEFAULT_TIER) and its limits, both from the auth state.
     tier: str | None = None
-    # The tier's limits, loaded with the auth state: RateLimit asks nothing more of Redis.
     rate_limits: TierLimits = ()
 
     @property

@@ -72,9 +72,8 @@ class RedisBackend(BaseBackend):
         return client
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]], *, always: bool = False) -> T:
-        """`operation` on this loop's client; CacheUnavailableError at once while Redis is marked
-        down, so the cache and the rate limiter skip a dead Redis together. `always`: a change
-        that must be propagated tries even then."""
+        """`operation` on this loop's client, failing at once while Redis is marked down (for the
+        cache and the rate limiter alike); `always`: a change to propagate tries even then."""
         if not always and time.monotonic() < self._down_until:
             raise CacheUnavailableError("redis is marked down")
         try:
