@@ -7,10 +7,12 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     CompoundSelect,
+    Integer,
     Select,
     Text,
     case,
     cast,
+    func,
     literal_column,
     null,
     select,
@@ -20,8 +22,9 @@ from sqlalchemy import (
 
 from app.auth.models import AuthSession
 from app.role import Role, user_roles
-from app.tier import Tier, user_tiers
+from app.tier import Tier, TierRateLimit, user_tiers
 from app.user import User
+from core.config import config
 from core.db import session
 from core.db.base import utcnow
 from core.security.auth_state import INACTIVE, AuthState
@@ -115,13 +118,16 @@ class AuthSessionRepository:
         permissions: set[str] = set()
         revoked: set[str] = set()
         tier: str | None = None
-        for kind, number, flag, text in rows:
+        limits: list[tuple[str, int, int]] = []
+        for kind, number, flag, text, period in rows:
             if kind == "user":
                 user = (number, flag, text)
             elif kind == "permissions":
                 permissions.update(orjson.loads(text))
             elif kind == "tier":
                 tier = text
+            elif kind == "limit":
+                limits.append((text, number, period))
             else:
                 revoked.add(text)
         if user is None:
@@ -137,15 +143,18 @@ class AuthSessionRepository:
             permissions=frozenset(permissions),
             revoked_sessions=frozenset(revoked),
             tier=tier,
+            rate_limits=tuple(sorted(limits)),
         )
 
 
 def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[Any]:
-    """Rows of (kind, number, flag, text): one "user" row (token version, admin flag, "verified"
-    or "live" unless deleted), a "permissions" row per role (its JSON list), a "revoked" row per
-    session revoked since `revoked_since` and a "tier" row (its name) unless the user has none."""
+    """Rows of (kind, number, flag, text, period): one "user" row (token version, admin flag,
+    "verified" or "live" unless deleted), a "permissions" row per role (its JSON list), a
+    "revoked" row per session revoked since `revoked_since`, a "tier" row (its name) unless the
+    user has none, and a "limit" row (requests, path, period) per limit of the user's tier, else
+    of DEFAULT_TIER."""
     users, roles, sessions = User.__table__.c, Role.__table__.c, AuthSession.__table__.c
-    tiers = Tier.__table__.c
+    tiers, limits = Tier.__table__.c, TierRateLimit.__table__.c
     user = select(
         literal_column("'user'").label("kind"),
         users.token_version.label("number"),
@@ -155,18 +164,29 @@ def _auth_state_rows(user_id: int, revoked_since: datetime) -> CompoundSelect[An
             (users.is_verified, literal_column("'verified'")),
             else_=literal_column("'live'"),
         ).label("text"),
+        # Typed: Postgres would make a column of NULLs text before it meets the limits' row.
+        cast(null(), Integer).label("period"),
     ).where(users.id == user_id)
-    permissions: Select[str, None, None, str] = (
-        select(literal_column("'permissions'"), null(), null(), cast(roles.permissions, Text))
+    permissions: Select[str, None, None, str, None] = (
+        select(
+            literal_column("'permissions'"), null(), null(), cast(roles.permissions, Text), null()
+        )
         .join_from(Role.__table__, user_roles, user_roles.c.role_id == roles.id)
         .where(user_roles.c.user_id == user_id)
     )
-    revoked = select(literal_column("'revoked'"), null(), null(), sessions.id).where(
+    revoked = select(literal_column("'revoked'"), null(), null(), sessions.id, null()).where(
         sessions.user_id == user_id, sessions.revoked_at > revoked_since
     )
     tier = (
-        select(literal_column("'tier'"), null(), null(), tiers.name)
+        select(literal_column("'tier'"), null(), null(), tiers.name, null())
         .join_from(user_tiers, Tier.__table__, user_tiers.c.tier_id == tiers.id)
         .where(user_tiers.c.user_id == user_id)
     )
-    return union_all(user, permissions, revoked, tier)
+    own_tier = select(user_tiers.c.tier_id).where(user_tiers.c.user_id == user_id)
+    default_tier = select(tiers.id).where(tiers.name == config.DEFAULT_TIER)
+    tier_limits = select(
+        literal_column("'limit'"), limits.limit, null(), limits.path, limits.period_seconds
+    ).where(
+        limits.tier_id == func.coalesce(own_tier.scalar_subquery(), default_tier.scalar_subquery())
+    )
+    return union_all(user, permissions, revoked, tier, tier_limits)

@@ -16,8 +16,9 @@ from app.tier.repository import TierRepository
 from app.tier.schemas import RateLimitCreate, TierCreate, UserTierRead, UserTierUpdate
 from app.user import user_service
 from core.db import Transactional, session_scope, use_writer
+from core.fastapi.schemas.current_user import TierLimits
 from core.helpers.cache import Cache
-from core.security.auth_state import forget_auth_state
+from core.security.auth_state import forget_all_auth_states, forget_auth_state
 
 
 class TierService:
@@ -47,7 +48,7 @@ class TierService:
             await self.repository.add(row)
         except IntegrityError as error:
             raise DuplicateRateLimitException() from error
-        await Cache.remove(self.limits_of, name)
+        await self._forget_limits(name)
         return row
 
     @Transactional()
@@ -55,16 +56,22 @@ class TierService:
         tier = await self._tier(name)
         if not await self.repository.delete_rate_limit(tier.id, rate_limit_id):
             raise RateLimitNotFoundException()
+        await self._forget_limits(name)
+
+    async def _forget_limits(self, name: str) -> None:
+        # Users carry their tier's limits in their auth states; which states hold this tier is
+        # not worth finding out for a rare admin change, so they all reload.
         await Cache.remove(self.limits_of, name)
+        await forget_all_auth_states()
 
     @Cache.cached(prefix="tier_limits", ttl=60)
-    async def limits_of(self, name: str) -> dict[str, tuple[int, int]]:
-        """The tier's limits by path template: what RateLimit asks on every limited request."""
+    async def limits_of(self, name: str) -> TierLimits:
+        """The tier's limits: what RateLimit asks on every anonymous limited request."""
         # On the writer, in a unit of work of its own: a lagging replica must not hide a change.
         async with session_scope():
             use_writer()
             rows = await self.repository.limits_by_tier_name(name)
-        return {row.path: (row.limit, row.period_seconds) for row in rows}
+        return tuple((row.path, row.limit, row.period_seconds) for row in rows)
 
     @Transactional()
     async def set_user_tier(self, user_id: int, data: UserTierUpdate) -> UserTierRead:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from core.fastapi.schemas.current_user import TierLimits
 from core.helpers.cache import Cache, Fetched
 
 # Bounds how long a change goes unseen when its removal could not reach the cache (it got a 503).
@@ -22,8 +23,9 @@ class AuthState:
     permissions: frozenset[str] = frozenset()
     # Logged-out sessions whose access tokens may not have expired yet.
     revoked_sessions: frozenset[str] = frozenset()
-    # The rate-limit tier's name; None: DEFAULT_TIER.
+    # The rate-limit tier's name (None: DEFAULT_TIER) and its limits.
     tier: str | None = None
+    rate_limits: TierLimits = ()
     # False when the writer was unreachable and the state was read on a replica.
     from_writer: bool = True
 
@@ -56,6 +58,11 @@ async def fetch_auth_state(user_id: int) -> Fetched[AuthState | None]:
 async def forget_auth_state(user_id: int) -> None:
     """Drop the user's cached auth state (it changed); inside a transaction, once it commits."""
     await Cache.remove(_auth_state, user_id)
+
+
+async def forget_all_auth_states() -> None:
+    """Drop every cached auth state (a tier's limits changed); inside a transaction, after it."""
+    await Cache.remove_by_prefix("auth_state")
 
 
 async def hold_auth_state(user_id: int) -> None:

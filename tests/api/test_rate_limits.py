@@ -17,6 +17,7 @@ from httpx import ASGITransport, AsyncClient
 from core.config import load_config
 from core.fastapi.dependencies import RateLimit
 from core.helpers.cache import Cache, RedisBackend
+from core.helpers.cache.cache_manager import hold_seconds
 from tests.helpers import Account, signed_up
 from tests.servers import ServerStack
 from tests.test_main import api_process
@@ -36,12 +37,21 @@ async def admin(client: AsyncClient, stack: ServerStack) -> Account:
     return await signed_up(client, stack, admin=True)
 
 
+def emptied_after(stack: ServerStack, tier: str) -> Iterator[None]:
+    """The migrated tiers are shared by every test: leave them as they were found."""
+    yield
+    tier_id = f"SELECT id FROM tiers WHERE name = '{tier}'"
+    stack.primary.psql(f"DELETE FROM tier_rate_limits WHERE tier_id = ({tier_id})")
+
+
 @pytest.fixture
 def anonymous_limits(stack: ServerStack) -> Iterator[None]:
-    """The migrated anonymous tier is shared by every test: leave it as it was found."""
-    yield
-    anonymous = "SELECT id FROM tiers WHERE name = 'anonymous'"
-    stack.primary.psql(f"DELETE FROM tier_rate_limits WHERE tier_id = ({anonymous})")
+    yield from emptied_after(stack, "anonymous")
+
+
+@pytest.fixture
+def free_limits(stack: ServerStack) -> Iterator[None]:
+    yield from emptied_after(stack, "free")
 
 
 async def limit_tier(
@@ -181,6 +191,34 @@ async def test_a_tier_change_applies_to_the_user_in_every_process_at_once(
             for http in (other, client, other)
         ]
     assert statuses == [200, 200, 429]
+
+
+async def test_a_tier_limit_change_reaches_signed_in_users_on_their_next_request(
+    client: AsyncClient, admin: Account, other_process: str, free_limits: None
+) -> None:
+    user = await signed_up(client)  # in no tier: the default one, "free"
+    patch = f"/api/v1/users/{user.id}"
+    nickname = {"nickname": "Di"}
+    await asyncio.sleep(hold_seconds())  # their login's hold is over: a read caches their state
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        assert (await other.get("/api/v1/users/me", headers=user.headers)).status_code == 200
+        before = await other.patch(patch, json=nickname, headers=user.headers)
+        assert before.headers["ratelimit-policy"] == '"default";q=60;w=60'
+
+        created = await limit_tier(client, admin, "free", "/api/v1/users/{user_id}", 1)
+        limited = [
+            await http.patch(patch, json=nickname, headers=user.headers) for http in (other, client)
+        ]
+        deleted = await client.delete(
+            f"/api/v1/tiers/free/rate-limits/{created['id']}", headers=admin.headers
+        )
+        after = await other.patch(patch, json=nickname, headers=user.headers)
+
+    assert [response.status_code for response in limited] == [200, 429]
+    assert limited[0].headers["ratelimit-policy"] == '"free";q=1;w=60'
+    assert deleted.status_code == 204
+    assert after.status_code == 200
+    assert after.headers["ratelimit-policy"] == '"default";q=60;w=60'
 
 
 async def test_the_limit_is_per_caller(client: AsyncClient, admin: Account) -> None:

@@ -5,7 +5,7 @@ the route's own, else RATE_LIMIT_DEFAULT."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.routing import iter_route_contexts
@@ -13,13 +13,11 @@ from limits import RateLimitItem, RateLimitItemPerSecond, parse
 
 from core.config import config
 from core.exceptions import TooManyRequestsException
-from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
+from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import rate_limiter
 
 logger = logging.getLogger(__name__)
 
-# A tier's limits: path template -> (requests, period in seconds).
-TierLimits = Mapping[str, tuple[int, int]]
 LoadTierLimits = Callable[[str], Awaitable[TierLimits]]
 
 # Where the dependency leaves the headers for RateLimitHeadersMiddleware, which adds them to
@@ -32,7 +30,7 @@ class _Loader:
 
 
 def use_tier_limits(load: LoadTierLimits) -> None:
-    """Set the application's query for a tier's per-path limits."""
+    """Set the application's query for a tier's limits (a user's come with their auth state)."""
     _Loader.load = load
 
 
@@ -73,10 +71,12 @@ class RateLimit:
         user: CurrentUser = request.scope.get("user", ANONYMOUS)
         if user.is_authenticated:
             tier, caller = user.tier or config.DEFAULT_TIER, f"user:{user.id}"
+            limits = user.rate_limits
         else:
             address = request.client.host if request.client else "unknown"
             tier, caller = config.RATE_LIMIT_ANONYMOUS_TIER, f"address:{address}"
-        policy, item = await self._policy(tier, path)
+            limits = await _tier_limits(tier)
+        policy, item = self._policy(tier, path, limits)
         hit = await rate_limiter.hit(item, path, caller)
         request.scope[HEADERS_SCOPE_KEY] = [
             (b"ratelimit-policy", f'"{policy}";q={item.amount};w={item.get_expiry()}'.encode()),
@@ -85,19 +85,22 @@ class RateLimit:
         if not hit.allowed:
             raise RateLimitedException(retry_after=hit.reset_in)
 
-    async def _policy(self, tier: str, path: str) -> tuple[str, RateLimitItem]:
+    def _policy(self, tier: str, path: str, limits: TierLimits) -> tuple[str, RateLimitItem]:
         """The policy's name and limit: the tier's for this path, else the route's own, else
         the default."""
-        if _Loader.load is not None:
-            try:
-                limit = (await _Loader.load(tier)).get(path)
-            except Exception:
-                # Still limited, by the route's own limit: an outage never turns limits off.
-                logger.exception("tier %s limits unavailable; the route's own limit applies", tier)
-                limit = None
-            if limit is not None:
-                return tier, RateLimitItemPerSecond(limit[0], limit[1])
+        for limited, requests, seconds in limits:
+            if limited == path:
+                return tier, RateLimitItemPerSecond(requests, seconds)
         return "default", self.limit or parse(config.RATE_LIMIT_DEFAULT)
+
+
+async def _tier_limits(tier: str) -> TierLimits:
+    try:
+        return await _Loader.load(tier) if _Loader.load else ()
+    except Exception:
+        # Still limited, by the route's own limit: an outage never turns limits off.
+        logger.exception("tier %s limits unavailable; the route's own limit applies", tier)
+        return ()
 
 
 __all__ = ["RateLimit", "RateLimitedException", "TierLimits", "path_template", "use_tier_limits"]

@@ -46,6 +46,7 @@ async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
         permissions=state.permissions,
         session_id=claims.session_id,
         tier=state.tier,
+        rate_limits=state.rate_limits,
     )
     # Loaded just now, or held after a write of theirs: the rest of the request reads there too.
     return user, (fetched.held or not fetched.hit) and state.from_writer

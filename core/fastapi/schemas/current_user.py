@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A tier's limits: (path template, requests, period in seconds) per route it limits.
+TierLimits = tuple[tuple[str, int, int], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class CurrentUser:
@@ -13,8 +16,9 @@ class CurrentUser:
     is_verified: bool = False
     permissions: frozenset[str] = field(default_factory=frozenset)
     session_id: str | None = None
-    # The rate-limit tier; None: DEFAULT_TIER.
+    # The rate-limit tier (None: DEFAULT_TIER) and its limits, both from the auth state.
     tier: str | None = None
+    rate_limits: TierLimits = ()
 
     @property
     def is_authenticated(self) -> bool:

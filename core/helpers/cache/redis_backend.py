@@ -25,6 +25,8 @@ RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
     "retry": Retry(NoBackoff(), retries=1),
     "retry_on_error": [RedisConnectionError],
 }
+# How long a Redis that failed is skipped before it is tried again.
+RETRY_SECONDS = 1.0
 
 
 class RedisBackend(BaseBackend):
@@ -39,7 +41,7 @@ class RedisBackend(BaseBackend):
         url: str,
         *,
         timeout: float = 0.25,
-        retry_seconds: float = 1.0,
+        retry_seconds: float = RETRY_SECONDS,
         max_connections: int = 64,
     ) -> None:
         self.url = url
@@ -69,8 +71,9 @@ class RedisBackend(BaseBackend):
             client = self._clients[loop] = Redis(connection_pool=pool)
         return client
 
-    async def _call(self, operation: Callable[[Redis], Awaitable[T]], *, always: bool = False) -> T:
-        # `always`: a change that must be propagated tries even while Redis is marked down.
+    async def call(self, operation: Callable[[Redis], Awaitable[T]], *, always: bool = False) -> T:
+        """`operation` on this loop's client, failing at once while Redis is marked down (for the
+        cache and the rate limiter alike); `always`: a change to propagate tries even then."""
         if not always and time.monotonic() < self._down_until:
             raise CacheUnavailableError("redis is marked down")
         try:
@@ -82,17 +85,17 @@ class RedisBackend(BaseBackend):
 
     # The client is made without decode_responses, so values come back as bytes.
     async def get(self, key: str) -> bytes | None:
-        return cast("bytes | None", await self._call(lambda redis: redis.get(key)))
+        return cast("bytes | None", await self.call(lambda redis: redis.get(key)))
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        await self._call(lambda redis: redis.set(key, value, px=_milliseconds(ttl)))
+        await self.call(lambda redis: redis.set(key, value, px=_milliseconds(ttl)))
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         px = _milliseconds(ttl)
-        return bool(await self._call(lambda redis: redis.set(key, value, px=px, nx=True)))
+        return bool(await self.call(lambda redis: redis.set(key, value, px=px, nx=True)))
 
     async def delete(self, key: str) -> None:
-        await self._call(lambda redis: redis.delete(key))
+        await self.call(lambda redis: redis.delete(key))
 
     async def delete_startswith(self, prefix: str) -> None:
         async def scan_and_delete(redis: Redis) -> None:
@@ -105,11 +108,11 @@ class RedisBackend(BaseBackend):
             if batch:
                 await redis.unlink(*batch)
 
-        await self._call(scan_and_delete)
+        await self.call(scan_and_delete)
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         # The entry's key depends on the version, so both are read server-side in one trip.
-        version, held, value = await self._call(
+        version, held, value = await self.call(
             lambda redis: cast("Awaitable[list[Any]]", redis.eval(_GET_VERSIONED, 0, head, tail))
         )
         return VersionedRead(int(version), bool(held), value)
@@ -123,7 +126,7 @@ class RedisBackend(BaseBackend):
     ) -> None:
         arguments: list[str | int] = [max(1, int(seconds * 1000)), len(namespaces), len(removed)]
         arguments += [*namespaces, *(part for entry in [*removed, *held] for part in entry)]
-        await self._call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
+        await self.call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
 
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)

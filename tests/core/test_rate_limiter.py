@@ -1,0 +1,47 @@
+"""The limiter counts alike in Redis and in this process's memory (its fallback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from limits import parse
+
+from core.helpers.cache import Cache, InMemoryBackend
+from core.helpers.rate_limiter import rate_limiter
+
+
+@pytest.fixture(params=["redis", "memory"])
+def store(request: pytest.FixtureRequest) -> Iterator[str]:
+    shared = Cache.backend
+    if request.param == "memory":
+        Cache.init(backend=InMemoryBackend())  # no Redis: the limiter counts in this process
+    yield request.param
+    Cache.init(backend=shared)
+
+
+async def test_hits_count_down_to_a_refusal_that_says_how_long_to_wait(store: str) -> None:
+    item = parse("3/minute")
+    hits = [await rate_limiter.hit(item, "route", store) for _ in range(4)]
+
+    assert [(hit.allowed, hit.remaining) for hit in hits] == [
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+    ]
+    # One request's share of the minute comes back first.
+    assert 0 < hits[-1].reset_in <= 20
+
+
+async def test_peek_counts_nothing_and_clear_gives_the_whole_limit_back(store: str) -> None:
+    item = parse("2/minute")
+    await rate_limiter.hit(item, "route", store)
+
+    assert (await rate_limiter.peek(item, "route", store)).remaining == 1
+    assert (await rate_limiter.peek(item, "route", store)).remaining == 1
+    await rate_limiter.hit(item, "route", store)
+    assert not (await rate_limiter.peek(item, "route", store)).allowed
+    await rate_limiter.clear(item, "route", store)
+    assert (await rate_limiter.peek(item, "route", store)).remaining == 2
+    assert (await rate_limiter.hit(item, "other-route", store)).remaining == 1
