@@ -60,7 +60,7 @@ class PostRepository:
         return await self._soft_delete(Post.author_id == author_id)
 
     async def soft_delete_of_deleted_authors(self) -> int:
-        """Mark every live post whose author is deleted deleted; how many were."""
+        """Mark deleted every live post whose author is deleted; how many were."""
         deleted_authors = select(User.id).where(User.deleted_at.is_not(None))
         return await self._soft_delete(Post.author_id.in_(deleted_authors))
 
