@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 
 from app.post.models import Post
 from app.post.schemas import PostRead
+from app.user import User
 from core.db import session
 from core.db.base import utcnow
 from core.fastapi.lists import ListField, ListQuery, ListSpec, Page
@@ -56,9 +57,17 @@ class PostRepository:
 
     async def soft_delete_by_author(self, author_id: int) -> int:
         """Mark every live post of `author_id` deleted; how many were."""
+        return await self._soft_delete(Post.author_id == author_id)
+
+    async def soft_delete_of_deleted_authors(self) -> int:
+        """Mark deleted every live post whose author is deleted; how many were."""
+        deleted_authors = select(User.id).where(User.deleted_at.is_not(None))
+        return await self._soft_delete(Post.author_id.in_(deleted_authors))
+
+    async def _soft_delete(self, which: ColumnElement[bool]) -> int:
         statement = (
             update(Post)
-            .where(Post.author_id == author_id, Post.deleted_at.is_(None))
+            .where(which, Post.deleted_at.is_(None))
             # A bulk UPDATE bypasses the ORM's version counter: bumped here, ETags change too.
             .values(deleted_at=utcnow(), version=Post.version + 1)
             .execution_options(synchronize_session=False)

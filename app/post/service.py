@@ -65,10 +65,18 @@ class PostService:
     async def delete_by_author(self, author_id: int) -> int:
         """Soft-delete every post of `author_id`; how many there were."""
         deleted = await self.repository.soft_delete_by_author(author_id)
-        # The whole namespace, not each post: one removal however many posts, and a retry after
-        # a failed removal still removes them although the rows are already marked.
-        await Cache.remove_by_prefix(POST_PREFIX)
-        await Cache.remove_by_prefix(LIST_PREFIX)
+        # Even when none were left: a retry after a failed removal still removes them.
+        await self._forget_all()
+        return deleted
+
+    @Transactional()
+    async def delete_of_deleted_authors(self) -> int:
+        """Soft-delete every post left behind by a deleted author (whose `delete_by_author`
+        was never queued, or a post written while they were deleted); how many there were."""
+        deleted = await self.repository.soft_delete_of_deleted_authors()
+        # Run every few minutes: a cache is only emptied when something changed.
+        if deleted:
+            await self._forget_all()
         return deleted
 
     async def _lock(self, post_id: int) -> Post:
@@ -76,6 +84,11 @@ class PostService:
         if post is None:
             raise PostNotFoundException()
         return post
+
+    async def _forget_all(self) -> None:
+        # The whole namespace, not each post: one removal however many posts.
+        await Cache.remove_by_prefix(POST_PREFIX)
+        await Cache.remove_by_prefix(LIST_PREFIX)
 
     async def _forget(self, post_id: int) -> None:
         await Cache.remove(self.get, post_id)

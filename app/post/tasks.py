@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from app.post.service import post_service
-from celery_task import async_task
+from celery_task import async_task, celery_app
+
+# How often beat sends `delete_posts_of_deleted_users`; a run not started by then is dropped.
+CATCH_UP_SECONDS = 300
 
 
 # Retried with growing pauses on any error (the database away, a lock timeout): the user's
@@ -16,3 +19,22 @@ from celery_task import async_task
 async def delete_posts_of_user(user_id: int) -> int:
     """Soft-delete the posts of a deleted user; returns how many there were."""
     return await post_service.delete_by_author(user_id)
+
+
+@async_task(name="post.delete_posts_of_deleted_users")
+async def delete_posts_of_deleted_users() -> int:
+    """Soft-delete every live post whose author is deleted; returns how many there were.
+
+    The catch-up for a `delete_posts_of_user` that was never queued (the broker was out of
+    reach when the user was deleted) or gave up: a failed run is simply the next one's work.
+    """
+    return await post_service.delete_of_deleted_authors()
+
+
+# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py.
+celery_app.add_periodic_task(
+    CATCH_UP_SECONDS,
+    delete_posts_of_deleted_users.s(),
+    name=delete_posts_of_deleted_users.name,
+    expires=CATCH_UP_SECONDS,
+)

@@ -1,16 +1,22 @@
-"""`make beat`: the scheduler starts for the project's Celery app and keeps running."""
+"""`make beat`: the scheduler starts for the project's Celery app, keeps running, and schedules
+the periodic tasks the app modules declare."""
 
 from __future__ import annotations
 
 import os
+import shelve
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from tests.celery_task.conftest import ROOT
 from tests.servers import CeleryProcess, beat_command
 
 
-def test_beat_starts_as_make_beat_starts_it(tmp_path: Path) -> None:
+def test_beat_starts_as_make_beat_starts_it_with_the_periodic_tasks(tmp_path: Path) -> None:
+    # Imported here: importing a task module reads the Celery settings, which the test sets.
+    from app.post.tasks import CATCH_UP_SECONDS
+
     # As compose runs it: the schedule file outside the source tree.
     schedule = tmp_path / "celerybeat-schedule"
     beat = CeleryProcess(
@@ -28,3 +34,10 @@ def test_beat_starts_as_make_beat_starts_it(tmp_path: Path) -> None:
 
     assert "beat: Starting..." in beat.log()
     assert "Traceback" not in beat.log()
+
+    # What beat itself scheduled, as it saved it: the post module's catch-up, on its interval.
+    with shelve.open(str(schedule)) as saved:
+        entries = saved["entries"]
+    catch_up = entries["post.delete_posts_of_deleted_users"]
+    assert catch_up.task == "post.delete_posts_of_deleted_users"
+    assert catch_up.schedule.run_every == timedelta(seconds=CATCH_UP_SECONDS)
