@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
-from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import databases
 from core.exceptions.handlers import problem_response
+from core.fastapi.routes import route_template
 
 __all__ = [
     "CACHE_REQUESTS",
@@ -115,7 +114,6 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, basic_auth: str | None = None) -> None:
         self.app = app
         self.basic_auth = basic_auth
-        self._templates: dict[Any, str] = {}
         # Each (method, route, status)'s series, looked up once: labels() costs more than observe().
         self._series: dict[tuple[str, str, int], Histogram] = {}
 
@@ -141,26 +139,13 @@ class MetricsMiddleware:
         finally:
             REQUESTS_IN_PROGRESS.dec()
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (method, self._route(scope), status)
+            key = (method, route_template(scope) or UNMATCHED_ROUTE, status)
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = REQUEST_DURATION.labels(key[0], key[1], str(status))
             series.observe(time.perf_counter() - started)
             if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:
                 refresh_pool_metrics()
-
-    def _route(self, scope: Scope) -> str:
-        endpoint = scope.get("endpoint")
-        if endpoint is None:
-            return UNMATCHED_ROUTE
-        template = self._templates.get(endpoint)
-        if template is None:
-            # Built on first use, when every route is in place. The matched route object no
-            # longer knows the prefix it was included under (FastAPI >= 0.137); the app's
-            # route contexts do.
-            self._templates = _route_templates(scope["app"].routes)
-            template = self._templates.get(endpoint, UNMATCHED_ROUTE)
-        return template
 
     async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Imported here: the middlewares package imports the cache, which imports this module.
@@ -179,11 +164,3 @@ class MetricsMiddleware:
             refresh_pool_metrics()
             response = Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
         await response(scope, receive, send)
-
-
-def _route_templates(routes: Any) -> dict[Any, str]:
-    return {
-        context.endpoint: context.path_format
-        for context in iter_route_contexts(routes)
-        if context.endpoint is not None and context.path_format is not None
-    }

@@ -8,11 +8,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request
-from fastapi.routing import iter_route_contexts
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
 
 from core.config import config
 from core.exceptions import TooManyRequestsException
+from core.fastapi.routes import route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import rate_limiter
 
@@ -39,25 +39,6 @@ class RateLimitedException(TooManyRequestsException):
     detail = "Too many requests; retry later."
 
 
-# Route object id -> its full path template; routes live as long as the app.
-_templates: dict[int, str] = {}
-
-
-def path_template(request: Request) -> str:
-    """The matched route's path template with its include prefixes: "/api/v1/users/{user_id}"."""
-    route = request.scope.get("route")
-    template = _templates.get(id(route))
-    if template is None:
-        # scope["route"] is the route as its router declared it, without the include prefixes.
-        templates = (
-            context.path
-            for context in iter_route_contexts(request.app.routes)
-            if context.original_route is route and context.path
-        )
-        template = _templates[id(route)] = next(templates, getattr(route, "path", ""))
-    return template or request.url.path
-
-
 class RateLimit:
     def __init__(self, limit: str | None = None) -> None:
         # Parsed here, so a malformed limit fails at import rather than on a request.
@@ -66,7 +47,7 @@ class RateLimit:
     async def __call__(self, request: Request) -> None:
         if not config.RATE_LIMIT_ENABLED:
             return
-        path = path_template(request)
+        path = route_template(request.scope) or request.url.path
         # Anonymous too where no authentication middleware runs.
         user: CurrentUser = request.scope.get("user", ANONYMOUS)
         if user.is_authenticated:
@@ -103,4 +84,4 @@ async def _tier_limits(tier: str) -> TierLimits:
         return ()
 
 
-__all__ = ["RateLimit", "RateLimitedException", "TierLimits", "path_template", "use_tier_limits"]
+__all__ = ["RateLimit", "RateLimitedException", "TierLimits", "use_tier_limits"]

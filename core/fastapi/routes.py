@@ -1,0 +1,36 @@
+"""The template of the route a request matched, with the prefixes it was included under: what
+metrics label a request with and what a tier's rate limit names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.routing import iter_route_contexts
+from starlette.types import Scope
+
+# id(route) -> (route, template). Holding the route keeps its id from being reused.
+_templates: dict[int, tuple[Any, str]] = {}
+
+
+def route_template(scope: Scope) -> str | None:
+    """ "/api/v1/users/{user_id}" for the route that matched the request; None when none did."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    known = _templates.get(id(route))
+    if known is None:
+        # The matched route no longer knows the prefixes it was included under
+        # (FastAPI >= 0.137); the app's route contexts do.
+        template = next(
+            (
+                context.path_format
+                for context in iter_route_contexts(scope["app"].routes)
+                if context.original_route is route and context.path_format
+            ),
+            getattr(route, "path_format", ""),
+        )
+        known = _templates[id(route)] = (route, template)
+    return known[1]
+
+
+__all__ = ["route_template"]
