@@ -94,10 +94,12 @@ async def update_user(
     caller: CurrentUser = Depends(self_or_admin),
 ) -> UserRead:
     """Change nickname, password or email (your password and any email need current_password)."""
+    versions = if_match_versions(request)
+    await account_service.refuse_early(user_id, body, versions)
     # A stolen access token must not become the account: admins prove it too.
     if body.email is not None or (caller.id == user_id and body.password is not None):
         await auth_service.check_password(user_id, body.current_password, client_address(request))
-    updated = await account_service.update(user_id, body, versions=if_match_versions(request))
+    updated = await account_service.update(user_id, body, versions=versions)
     response.headers["ETag"] = etag(updated.version)
     return updated
 

@@ -57,6 +57,18 @@ class AccountService:
         }
         await self._change(used.user_id, values)
 
+    async def refuse_early(
+        self, user_id: int, data: UserUpdate, versions: Sequence[int] | None
+    ) -> None:
+        """The cheap refusals of a PATCH (no such user, a stale If-Match, a taken email), made
+        before the slow password check and hash; the update's own transaction still decides."""
+        await user_service.update(user_id, None, None, versions)
+        if data.email is not None:
+            async with session_scope():
+                use_writer()
+                if await self.users.email_taken(data.email):
+                    raise DuplicateEmailException()
+
     async def update(
         self, user_id: int, data: UserUpdate, versions: Sequence[int] | None = None
     ) -> UserRead:

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from httpx import AsyncClient
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 
+from httpx import AsyncClient, Response
+
+from core.security.passwords import _hashing_slots
 from tests.api.test_auth import account_with_permission
 from tests.helpers import PASSWORD, login, registration, signed_up
 from tests.servers import ServerStack
 
 NEW_PASSWORD = "a brand new passphrase"
+
+
+@asynccontextmanager
+async def no_hashing() -> AsyncIterator[None]:
+    """Every password-hashing slot taken: a request that hashes waits until the block ends."""
+    holders = [object() for _ in range(int(_hashing_slots.total_tokens))]
+    for holder in holders:
+        await _hashing_slots.acquire_on_behalf_of(holder)
+    try:
+        yield
+    finally:
+        for holder in holders:
+            _hashing_slots.release_on_behalf_of(holder)
+
+
+async def answered(request: Awaitable[Response]) -> Response:
+    # A liveness bound, not a speed figure: a request that waits for a hash never returns here.
+    return await asyncio.wait_for(request, 10)
 
 
 async def test_an_admin_changing_their_own_password_needs_the_current_one(
@@ -135,3 +158,55 @@ async def test_wrong_current_passwords_are_throttled_like_failed_logins(
     assert right.status_code == 429
     assert "retry-after" in right.headers
     assert (await login(client, account.email)).status_code == 429
+
+
+async def test_registration_refuses_a_taken_email_and_a_bad_nickname_before_hashing(
+    client: AsyncClient,
+) -> None:
+    taken = await signed_up(client)
+    body = registration()
+    bad_nickname = (
+        f'{{"email": "{body["email"]}", "password": "{PASSWORD}", "nickname": "Ann\\ud800"}}'
+    )
+
+    async with no_hashing():
+        duplicate = await answered(
+            client.post("/api/v1/users", json=registration(email=taken.email))
+        )
+        invalid = await answered(
+            client.post(
+                "/api/v1/users",
+                content=bad_nickname.encode(),
+                headers={"content-type": "application/json"},
+            )
+        )
+
+    assert duplicate.status_code == 409
+    assert duplicate.json()["error_code"] == "USER__DUPLICATE_EMAIL"
+    assert invalid.status_code == 422
+    assert [error["loc"] for error in invalid.json()["errors"]] == [["body", "nickname"]]
+
+
+async def test_a_password_change_is_refused_for_a_stale_if_match_or_taken_email_before_hashing(
+    client: AsyncClient,
+) -> None:
+    account, other = await signed_up(client), await signed_up(client)
+    url = f"/api/v1/users/{account.id}"
+    old_tag = (await client.get(url, headers=account.headers)).headers["etag"]
+    assert (await client.patch(url, json={"nickname": "Bea"}, headers=account.headers)).is_success
+    change = {"password": NEW_PASSWORD, "current_password": PASSWORD}
+
+    async with no_hashing():
+        stale = await answered(
+            client.patch(url, json=change, headers={**account.headers, "If-Match": old_tag})
+        )
+        taken = await answered(
+            client.patch(url, json={**change, "email": other.email}, headers=account.headers)
+        )
+
+    assert stale.status_code == 412
+    assert stale.json()["error_code"] == "PRECONDITION_FAILED"
+    assert taken.status_code == 409
+    assert taken.json()["error_code"] == "USER__DUPLICATE_EMAIL"
+    # Nothing changed: the old password still logs in.
+    assert (await login(client, account.email)).status_code == 200
