@@ -543,7 +543,20 @@ class SmtpServer:
     def __init__(self, port: int) -> None:
         self.port = port
         self.messages: list[EmailMessage] = []
+        self.refusals: list[str] = []
         self._controller: Controller | None = None
+
+    def refuse(self, count: int, reply: str = "451 4.3.0 Try again later") -> None:
+        """Answer the recipient of the next `count` messages with `reply` instead of accepting."""
+        self.refusals = [reply] * count
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refusals:
+            return self.refusals.pop()
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.content if isinstance(envelope.content, bytes) else b""

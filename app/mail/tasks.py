@@ -10,8 +10,19 @@ from celery_task import async_task
 logger = logging.getLogger(__name__)
 
 
+class MailRefusedException(Exception):
+    """The SMTP server refused the message for good (a 5xx reply): trying again cannot help."""
+
+
+def _refused_for_good(error: aiosmtplib.SMTPException) -> bool:
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        return all(_refused_for_good(refused) for refused in error.recipients)
+    return isinstance(error, aiosmtplib.SMTPResponseException) and 500 <= error.code < 600
+
+
 # Retried with exponential backoff (1 s, 2 s, 4 s ... up to 5 minutes, jittered) while the SMTP
-# server refuses or cannot be reached; after the last try the task fails and the log says so.
+# server cannot be reached or refuses for now (4xx); after the last try the task fails and the
+# log says so. A permanent refusal (5xx) is no SMTPException to retry: the task fails at once.
 @async_task(
     name="mail.send",
     autoretry_for=(aiosmtplib.SMTPException, OSError),
@@ -22,6 +33,11 @@ logger = logging.getLogger(__name__)
 async def send_mail(to: str, template: str, context: dict[str, str]) -> dict[str, str]:
     """Render `template` for `to` and send it."""
     message = render(to, template, context)
-    await deliver(message)
+    try:
+        await deliver(message)
+    except aiosmtplib.SMTPException as error:
+        if not _refused_for_good(error):
+            raise
+        raise MailRefusedException(f"mail {template!r} to {to} refused: {error}") from error
     logger.info("mail %r sent to %s", template, to)
     return {"to": to, "subject": str(message["Subject"])}

@@ -1,4 +1,4 @@
-"""Mail through a real worker and a real SMTP server, including one that is down at first."""
+"""Mail through a real worker and a real SMTP server, including one that is down or refuses."""
 
 from __future__ import annotations
 
@@ -33,12 +33,16 @@ def test_a_mail_has_a_text_and_an_html_part_and_escapes_what_it_is_given() -> No
     assert "&lt;b&gt;Ann&lt;/b&gt;" in str(html.get_content())
 
 
-def wait_for_retry(worker: Worker) -> None:
+def wait_for_log(worker: Worker, *texts: str) -> None:
     for _ in range(300):
-        if "mail.send" in worker.log() and "Retry in" in worker.log():
+        if all(text in worker.log() for text in texts):
             return
         time.sleep(0.1)
-    raise AssertionError(f"the mail task never retried:\n{worker.log()[-3000:]}")
+    raise AssertionError(f"the worker never logged {texts}:\n{worker.log()[-3000:]}")
+
+
+def wait_for_retry(worker: Worker) -> None:
+    wait_for_log(worker, "mail.send", "Retry in")
 
 
 async def test_mail_refused_while_the_smtp_server_is_down_arrives_once_it_is_up(
@@ -69,3 +73,57 @@ async def test_mail_refused_while_the_smtp_server_is_down_arrives_once_it_is_up(
         "/api/v1/auth/verify-email", json={"token": token_in(received, "/verify-email")}
     )
     assert verified.status_code == 200
+
+
+async def test_mail_refused_for_now_arrives_once_when_the_server_takes_it(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    smtp = SmtpServer(port)
+    smtp.start()
+    smtp.refuse(2)  # "451 4.3.0 Try again later", as a greylisting server answers
+    worker = Worker(
+        tmp_path / "worker.log", "user,mail", env={**os.environ, "SMTP_PORT": str(port)}
+    )
+    try:
+        body = registration()
+        response = await client.post("/api/v1/users", json=body)
+        received = await mail_to(smtp, body["email"], VERIFY)
+        await asyncio.sleep(1)  # a second copy would show up here
+    finally:
+        worker.stop()
+        smtp.stop()
+
+    assert response.status_code == 201
+    assert smtp.refusals == []
+    assert len([m for m in smtp.sent_to(body["email"]) if m["Subject"] == VERIFY]) == 1
+    verified = await client.post(
+        "/api/v1/auth/verify-email", json={"token": token_in(received, "/verify-email")}
+    )
+    assert verified.status_code == 200
+
+
+async def test_mail_refused_for_good_fails_at_once_and_is_not_retried(tmp_path: Path) -> None:
+    # Imported here: pytest looking over a module's names would set the Celery app up too early.
+    from app.mail import send_mail
+
+    (port,) = free_ports(1)
+    smtp = SmtpServer(port)
+    smtp.start()
+    # A retry would be refused once more, and a third try accepted.
+    smtp.refuse(2, "550 5.1.1 No such mailbox")
+    worker = Worker(tmp_path / "worker.log", "mail", env={**os.environ, "SMTP_PORT": str(port)})
+    context = {"nickname": "Ann", "link": "http://frontend.test/x?token=t", "minutes": "60"}
+    try:
+        outcome = send_mail.delay("nobody@example.com", "verify_email", context)
+        await to_thread.run_sync(lambda: outcome.get(timeout=30, propagate=False))
+        await to_thread.run_sync(wait_for_log, worker, "ERROR", "MailRefusedException")
+    finally:
+        worker.stop()
+        smtp.stop()
+
+    assert outcome.state == "FAILURE"
+    assert "550" in str(outcome.result)
+    assert "refused" in str(outcome.result)
+    assert len(smtp.refusals) == 1
+    assert smtp.messages == []
