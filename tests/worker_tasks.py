@@ -73,3 +73,9 @@ async def survive_worker_loss(counter_key: str) -> int:
     if attempt == 1:
         await asyncio.sleep(30)
     return attempt
+
+
+@async_task(name="tests.fail")
+async def fail(message: str) -> None:
+    """Raises: a task that goes wrong."""
+    raise RuntimeError(message)

@@ -1,24 +1,39 @@
-"""SENTRY_DSN: an unhandled error reaches Sentry; here a receiver on loopback stands in for it."""
+"""SENTRY_DSN: an unhandled error, in the API or in a worker, reaches Sentry; here a receiver on
+loopback stands in for it."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import sentry_sdk
+from anyio import to_thread
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
+from tests import worker_tasks
+from tests.celery_task.conftest import Worker
 from tests.helpers import PostReceiver
 
 
 class Events:
     """The events in the Sentry envelopes a stand-in for Sentry received, and their paths."""
+
+    def exceptions(self) -> list[tuple[str, str]]:
+        """Each reported exception's type and message."""
+        return [
+            (value["type"], value["value"])
+            for event in self.events
+            for value in event.get("exception", {}).get("values", [])
+        ]
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
@@ -76,3 +91,28 @@ async def test_an_unhandled_error_is_reported(
         ("RuntimeError", "the report must say this")
     ]
     assert received.events[0]["environment"] == "test"
+
+
+def wait_for_report(received: Events) -> None:
+    # Generous: the worker's Sentry client sends from a background thread.
+    deadline = time.monotonic() + 30
+    while not received.events and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+async def test_a_task_that_fails_in_a_worker_is_reported(
+    sentry: tuple[Events, int], tmp_path: Path
+) -> None:
+    received, port = sentry
+    dsn = f"http://publickey@127.0.0.1:{port}/42"
+    worker = Worker(tmp_path / "worker.log", "default", env={**os.environ, "SENTRY_DSN": dsn})
+    try:
+        outcome = worker_tasks.fail.delay("the worker's report must say this")
+        await to_thread.run_sync(lambda: outcome.get(timeout=30, propagate=False))
+        await to_thread.run_sync(wait_for_report, received)
+    finally:
+        worker.stop()
+
+    assert outcome.state == "FAILURE"
+    assert ("RuntimeError", "the worker's report must say this") in received.exceptions()
+    assert all(path.startswith("/api/42/envelope") for path in received.paths)
