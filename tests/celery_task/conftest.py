@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from celery_task import celery_app
 from celery_task.application import SEND_TIMEOUT_SECONDS
@@ -59,8 +60,12 @@ class Worker:
         while time.monotonic() < deadline:
             if not self.process.is_running():
                 raise RuntimeError(f"worker exited:\n{self.log()}")
-            if celery_app.control.ping(destination=[self.name], timeout=0.5):
-                return
+            try:
+                if celery_app.control.ping(destination=[self.name], timeout=0.5):
+                    return
+            except RedisConnectionError:
+                # A pooled connection from before a test restarted Redis: the next ping reconnects.
+                continue
         self.stop()
         raise RuntimeError(f"worker did not answer within 60 s:\n{self.log()}")
 
