@@ -210,3 +210,28 @@ async def test_a_password_change_is_refused_for_a_stale_if_match_or_taken_email_
     assert taken.json()["error_code"] == "USER__DUPLICATE_EMAIL"
     # Nothing changed: the old password still logs in.
     assert (await login(client, account.email)).status_code == 200
+
+
+async def test_a_bad_reset_token_and_a_locked_account_are_refused_before_hashing(
+    client: AsyncClient,
+) -> None:
+    account = await signed_up(client)
+    for n in range(5):
+        assert (await login(client, account.email, f"guess {n}")).status_code == 401
+    change = {"password": NEW_PASSWORD, "current_password": PASSWORD}
+
+    async with no_hashing():
+        reset = await answered(
+            client.post(
+                "/api/v1/auth/reset-password",
+                json={"token": "not-a-token", "password": NEW_PASSWORD},
+            )
+        )
+        locked_login = await answered(login(client, account.email))
+        locked_change = await answered(
+            client.patch(f"/api/v1/users/{account.id}", json=change, headers=account.headers)
+        )
+
+    assert reset.status_code == 400
+    assert reset.json()["error_code"] == "AUTH__INVALID_EMAIL_TOKEN"
+    assert [locked_login.status_code, locked_change.status_code] == [429, 429]
