@@ -543,18 +543,18 @@ class SmtpServer:
     def __init__(self, port: int) -> None:
         self.port = port
         self.messages: list[EmailMessage] = []
-        self.refusals: list[str] = []
+        self.refusals: dict[str, list[str]] = {}
         self._controller: Controller | None = None
 
-    def refuse(self, count: int, reply: str = "451 4.3.0 Try again later") -> None:
-        """Answer the recipient of the next `count` messages with `reply` instead of accepting."""
-        self.refusals = [reply] * count
+    def refuse(self, address: str, count: int, reply: str = "451 4.3.0 Try again later") -> None:
+        """Answer the next `count` deliveries to `address` with `reply` instead of accepting."""
+        self.refusals[address] = [reply] * count
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.refusals:
-            return self.refusals.pop()
+        if self.refusals.get(address):
+            return self.refusals[address].pop()
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
