@@ -95,7 +95,9 @@ async def update_user(
 ) -> UserRead:
     """Change nickname, password or email (your password and any email need current_password)."""
     versions = if_match_versions(request)
-    await account_service.refuse_early(user_id, body, versions)
+    if body.email is not None or body.password is not None:
+        # What is refused cheaply is refused before the slow password check and hash.
+        await account_service.refuse_early(user_id, body, versions)
     # A stolen access token must not become the account: admins prove it too.
     if body.email is not None or (caller.id == user_id and body.password is not None):
         await auth_service.check_password(user_id, body.current_password, client_address(request))

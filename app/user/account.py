@@ -62,12 +62,11 @@ class AccountService:
     ) -> None:
         """The cheap refusals of a PATCH (no such user, a stale If-Match, a taken email), made
         before the slow password check and hash; the update's own transaction still decides."""
-        await user_service.update(user_id, None, None, versions)
-        if data.email is not None:
-            async with session_scope():
-                use_writer()
-                if await self.users.email_taken(data.email):
-                    raise DuplicateEmailException()
+        async with session_scope():
+            use_writer()
+            await user_service.current(user_id, versions)
+            if data.email is not None and await self.users.email_taken(data.email):
+                raise DuplicateEmailException()
 
     async def update(
         self, user_id: int, data: UserUpdate, versions: Sequence[int] | None = None

@@ -111,16 +111,17 @@ class UserService:
             values |= {"password_hash": new_hash, "token_version": User.token_version + 1}
             await forget_auth_state(user_id)
         if not values:
-            return await self._unchanged(user_id, versions)
+            return await self.current(user_id, versions)
         row = await self.repository.update(user_id, values, versions)
         if row is None:
             # No row matched: either there is no such user or If-Match named an old version.
-            await self._unchanged(user_id, versions=None)
+            await self.current(user_id, versions=None)
             raise PreconditionFailedException()
         await self.forget_cached(user_id)
         return UserRead.model_validate(row)
 
-    async def _unchanged(self, user_id: int, versions: Sequence[int] | None) -> UserRead:
+    async def current(self, user_id: int, versions: Sequence[int] | None) -> UserRead:
+        """The user as stored; 404 when absent, 412 when `versions` (If-Match) misses."""
         row = await self.repository.public(user_id)
         if row is None:
             raise UserNotFoundException()
