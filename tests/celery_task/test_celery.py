@@ -33,15 +33,15 @@ async def result_of(outcome: AsyncResult) -> object:
     return await to_thread.run_sync(lambda: outcome.get(timeout=RESULT_TIMEOUT))
 
 
-def wait_for_log(worker: Worker, text: str) -> str:
-    """The first line of the worker's log containing `text` (waits for it to appear)."""
+def wait_for_log(worker: Worker, *texts: str) -> str:
+    """The first line of the worker's log containing every one of `texts` (waits for it)."""
     deadline = time.monotonic() + RESULT_TIMEOUT
     while time.monotonic() < deadline:
         for line in worker.log().splitlines():
-            if text in line:
+            if all(text in line for text in texts):
                 return line
         time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in the worker log:\n{worker.log()[-2000:]}")
+    raise AssertionError(f"{texts!r} not in one line of the worker log:\n{worker.log()[-2000:]}")
 
 
 async def stays_pending(outcome: AsyncResult, seconds: float = 2.0) -> bool:

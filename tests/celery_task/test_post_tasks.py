@@ -63,7 +63,9 @@ async def test_deleting_a_user_soft_deletes_their_posts_on_queue_post(
     assert deleted.status_code == 204
     wait_until_no_live_posts(stack, author.id)
     stack.wait_for_replica()
-    wait_for_log(post_worker, "post.delete_posts_of_user")
+    # The run's own line ("Task post.delete_posts_of_user[<id>] succeeded"), not the banner's
+    # task list: the posts went on the worker of queue `post`.
+    wait_for_log(post_worker, "post.delete_posts_of_user[", "succeeded")
     for post_id in ids:
         assert (await client.get(f"/api/v1/posts/{post_id}")).status_code == 404
     assert (await client.get(f"/api/v1/posts/{kept[0]}")).status_code == 200
