@@ -63,3 +63,17 @@ def test_flower_lists_the_running_worker(flower: str, worker: Worker) -> None:
         assert response.status_code == 200
         workers = response.json()
     assert worker.name in workers
+
+
+
+def test_flower_serves_its_metrics_for_prometheus(flower: str, worker: Worker) -> None:
+    """Flower serves `/metrics` without its password (upstream: mher/flower#1129), so its port
+    must stay off public networks; the scrape sends the credentials anyway."""
+    deadline = time.monotonic() + 30
+    body = ""
+    while "flower_worker_online" not in body and time.monotonic() < deadline:
+        response = httpx.get(f"{flower}/metrics", auth=AUTH, timeout=15)
+        assert response.status_code == 200
+        body = response.text
+        time.sleep(0.5)
+    assert f'flower_worker_online{{worker="{worker.name}"}} 1.0' in body, body[-2000:]
