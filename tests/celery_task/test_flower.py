@@ -65,7 +65,6 @@ def test_flower_lists_the_running_worker(flower: str, worker: Worker) -> None:
     assert worker.name in workers
 
 
-
 def test_flower_serves_its_metrics_for_prometheus(flower: str, worker: Worker) -> None:
     """Flower serves `/metrics` without its password (upstream: mher/flower#1129), so its port
     must stay off public networks; the scrape sends the credentials anyway."""
