@@ -5,6 +5,7 @@ from celery_task import async_task, celery_app
 
 # How often beat sends `delete_posts_of_deleted_users`; a run not started by then is dropped.
 CATCH_UP_SECONDS = 300
+CATCH_UP_TASK = "post.delete_posts_of_deleted_users"
 
 
 # Retried with growing pauses on any error (the database away, a lock timeout): the user's
@@ -21,7 +22,7 @@ async def delete_posts_of_user(user_id: int) -> int:
     return await post_service.delete_by_author(user_id)
 
 
-@async_task(name="post.delete_posts_of_deleted_users")
+@async_task(name=CATCH_UP_TASK)
 async def delete_posts_of_deleted_users() -> int:
     """Soft-delete every live post whose author is deleted; returns how many there were.
 
@@ -31,10 +32,11 @@ async def delete_posts_of_deleted_users() -> int:
     return await post_service.delete_of_deleted_authors()
 
 
-# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py.
+# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py. By
+# name: touching the task itself here would configure Celery (read settings) at import time.
 celery_app.add_periodic_task(
     CATCH_UP_SECONDS,
-    delete_posts_of_deleted_users.s(),
-    name=delete_posts_of_deleted_users.name,
+    celery_app.signature(CATCH_UP_TASK),
+    name=CATCH_UP_TASK,
     expires=CATCH_UP_SECONDS,
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from core.db import Transactional, session_scope
 from tests import worker_tasks
 from tests.celery_task.conftest import (
     HEALTH_ANSWERED_WITHIN,
+    ROOT,
     Worker,
     answered_while_health_is_polled,
 )
@@ -58,6 +61,31 @@ def test_queues_come_from_the_modules_that_define_tasks() -> None:
     assert queue_for_module("app.user.tasks") == "user"
     assert queue_for_module("tests.worker_tasks") == "default"
     assert queue_for_module("app.user.service") == "default"
+
+
+IMPORT_EVERYTHING = """
+import importlib
+from celery_task import celery_app
+from celery_task.queues import task_module_names
+import app.server
+for module in task_module_names():
+    importlib.import_module(module)
+print(celery_app.configured)
+"""
+
+
+def test_importing_the_application_leaves_celery_unconfigured() -> None:
+    # Celery reads its configuration from the settings on first use; a module that made it do
+    # so on import would freeze settings given later (main.py's --env, a test's) out of Celery.
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == "False", done.stderr
 
 
 async def test_a_worker_only_receives_its_own_queue(
