@@ -1,12 +1,15 @@
-"""GCRA in one Lua script: atomic, on the Redis server's clock (API processes with skewed clocks
-agree), one round trip that counts and returns what is left (`limits` needs two: `hit`, then
-`get_window_stats`). While Redis cannot answer, the same arithmetic runs in this process."""
+"""A sliding window in one Lua script: atomic, on the Redis server's clock (API processes with
+skewed clocks agree), one round trip that counts and returns what is left (`limits` needs two:
+`hit`, then `get_window_stats`). While Redis cannot answer, the same counting runs in this
+process. Each key holds the times of the hits in its window, so a count lasts the whole window,
+which the login throttle's "attempts without a success in the window" relies on."""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -20,30 +23,35 @@ from core.helpers.cache.redis_backend import RETRY_SECONDS, RedisBackend
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: the caller's theoretical arrival time (TAT), µs. ARGV: emission interval, period (µs),
-# 1 to count or 0 to look. Returns (fits, TAT - now); `local` in RateLimiter._count mirrors it.
-_GCRA = """
+# KEYS[1]: a sorted set of the window's hits (µs). ARGV: limit, window (µs), 1 to count or 0 to
+# look. Returns (fits, hits in the window, µs until the oldest leaves it); `local` in
+# RateLimiter._count mirrors it.
+_SLIDING_WINDOW = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
-local interval, period = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
-local allowed = tat + interval - period <= now
+local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local hits = redis.call('ZCARD', KEYS[1])
+local allowed = hits < limit
 if allowed and ARGV[3] == '1' then
-  tat = tat + interval
-  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+  redis.call('ZADD', KEYS[1], now, string.format('%.0f:%d', now, hits))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+  hits = hits + 1
 end
-return {allowed and 1 or 0, tat - now}
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+return {allowed and 1 or 0, hits, oldest and (oldest + window - now) or 0}
 """
 
 
 class Hit(NamedTuple):
     allowed: bool
     remaining: int
-    reset_in: int  # seconds: a refused caller's wait, else until the whole quota is back
+    reset_in: int  # seconds until the oldest hit leaves the window: a refused caller's wait
 
 
 def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
-    return f"ratelimit:{item.key_for(*identifiers)}"
+    # Its own prefix: keys of another counting scheme (another type) are never read.
+    return f"ratelimit:window:{item.key_for(*identifiers)}"
 
 
 class RateLimiter:
@@ -51,6 +59,7 @@ class RateLimiter:
         self._local = InMemoryBackend()
         # Whether counts are kept per process since Redis last failed to answer.
         self.degraded = False
+        self._said_local = False
 
     async def _run(
         self, shared: Callable[[Redis], Awaitable[Any]], local: Callable[[], Awaitable[Any]]
@@ -69,29 +78,31 @@ class RateLimiter:
                     logger.warning("rate limits are shared again: redis is back")
                 self.degraded = False
                 return result
+        elif not self._said_local:
+            self._said_local = True
+            logger.info("rate limits are counted per process: the cache backend is not Redis")
         return await local()
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
-        key, period = _key(item, identifiers), item.get_expiry() * 1_000_000
-        interval = period // item.amount
-        args = [interval, period, int(count)]
+        key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
+        args = [item.amount, window, int(count)]
 
-        async def local() -> tuple[int, int]:
+        async def local() -> tuple[int, int, int]:
             # The in-memory store never waits, so reading and storing here is atomic.
             now = time.time_ns() // 1000
-            tat = max(int(await self._local.get(key) or 0), now)
-            allowed = tat + interval - period <= now
+            stamps = array("q", await self._local.get(key) or b"")
+            stamps = array("q", (stamp for stamp in stamps if stamp > now - window))
+            allowed = len(stamps) < item.amount
             if allowed and count:
-                tat += interval
-                await self._local.set(key, b"%d" % tat, (tat - now) / 1_000_000)
-            return allowed, tat - now
+                stamps.append(now)
+                await self._local.set(key, stamps.tobytes(), window / 1_000_000)
+            return allowed, len(stamps), stamps[0] + window - now if stamps else 0
 
-        allowed, ahead = await self._run(
-            lambda redis: redis.register_script(_GCRA)([key], args), local
+        allowed, hits, reset = await self._run(
+            lambda redis: redis.register_script(_SLIDING_WINDOW)([key], args), local
         )
-        wait = ahead if allowed else ahead + interval - period
         # Whole seconds, rounded up: a client that waits this long finds room.
-        return Hit(bool(allowed), max(0, (period - ahead) // interval), math.ceil(wait / 1_000_000))
+        return Hit(bool(allowed), max(0, item.amount - hits), math.ceil(max(0, reset) / 1_000_000))
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Count one request against `item`, unless it is used up; what the headers need."""
