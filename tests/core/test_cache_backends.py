@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.helpers.cache import BaseBackend, CacheUnavailableError, InMemoryBackend, RedisBackend
-from core.helpers.cache.base import TOMBSTONE, VersionedRead, versioned_key
+from core.helpers.cache.base import TOMBSTONE, VersionedRead, bounded, versioned_key
 from tests.servers import ServerStack
 
 
@@ -148,3 +148,20 @@ async def test_a_minimal_custom_backend_gets_the_rest_for_free() -> None:
     await backend.delete("n")
     assert await backend.get("n") is None
     await backend.close()
+
+
+async def test_a_hung_redis_is_marked_down_by_the_first_call_that_waits_for_it(
+    stack: ServerStack,
+) -> None:
+    redis = RedisBackend(stack.redis.url_for(0))
+    await redis.set("probe", b"1")  # a pooled connection, open before the server hangs
+    stack.redis.freeze()
+    try:
+        # The caller's bound is never reached: the call gives up first and marks Redis down.
+        with pytest.raises(CacheUnavailableError):
+            await bounded(lambda: redis.get("probe"))
+        with pytest.raises(CacheUnavailableError, match="marked down"):
+            await redis.get("probe")
+    finally:
+        stack.redis.thaw()
+        await redis.close()

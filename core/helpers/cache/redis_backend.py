@@ -10,9 +10,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from core.helpers.cache.base import BaseBackend, CacheUnavailableError, VersionedRead
+from core.helpers.cache.base import (
+    CACHE_TIMEOUT_SECONDS,
+    BaseBackend,
+    CacheUnavailableError,
+    VersionedRead,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +32,8 @@ RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
 }
 # How long a Redis that failed is skipped before it is tried again.
 RETRY_SECONDS = 1.0
+# A whole call (a connection, the command, its one retry), kept under CACHE_TIMEOUT_SECONDS.
+CALL_TIMEOUT_SECONDS = 0.8 * CACHE_TIMEOUT_SECONDS
 
 
 class RedisBackend(BaseBackend):
@@ -77,7 +84,13 @@ class RedisBackend(BaseBackend):
         if not always and time.monotonic() < self._down_until:
             raise CacheUnavailableError("redis is marked down")
         try:
-            return await operation(self.client)
+            # Inside the caller's bound (`bounded`): a hung Redis times out here, and is marked
+            # down, instead of each call being cancelled from outside.
+            async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
+                return await operation(self.client)
+        except ResponseError as error:
+            # Redis answered: an error about this command, not an outage.
+            raise CacheUnavailableError(str(error)) from error
         except (RedisError, OSError, TimeoutError) as error:
             self._down_until = time.monotonic() + self.retry_seconds
             logger.warning("redis unavailable (%s: %s)", type(error).__name__, error)
