@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 # Connection settings for every PostgreSQL session. JIT compilation only slows the short
 # queries an API runs.
 PG_SERVER_SETTINGS = {"jit": "off", "application_name": "api"}
+# A pooled connection unused this long is pinged before use: any connection pooled across a
+# server restart (which takes longer) is, while a busy process reuses its own sooner.
+IDLE_PING_SECONDS = 0.1
 
 
 def _is_sqlite(url: URL) -> bool:
@@ -60,15 +63,31 @@ def _engine_options(url: URL) -> dict[str, Any]:
 def _discard_closed_connections(engine: AsyncEngine) -> None:
     """A connection the server closed (a restart, a failover) is replaced at checkout.
 
-    asyncpg notices the server's close on its own, so this costs no round trip, unlike a ping
-    per checkout; a connection that dies silently fails one statement and the pool is renewed.
+    asyncpg notices the server's close by itself while its event loop runs, so a busy process
+    pays no round trip for this, unlike a ping per checkout. A loop that sat idle (a Celery
+    worker between tasks) may not have noticed: a connection idle for over IDLE_PING_SECONDS is
+    pinged first.
     """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["checked_in_at"] = time.monotonic()
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        if dbapi_connection.driver_connection.is_closed():
+        idle = time.monotonic() - record.info.get("checked_in_at", time.monotonic())
+        if dbapi_connection.driver_connection.is_closed() or (
+            idle > IDLE_PING_SECONDS and not _answers(engine, dbapi_connection)
+        ):
             # The pool discards this connection and checks out a new one.
             raise DisconnectionError("the server closed this connection")
+
+
+def _answers(engine: AsyncEngine, dbapi_connection: Any) -> bool:
+    try:
+        return bool(engine.dialect.do_ping(dbapi_connection))
+    except Exception:
+        return False
 
 
 def _enable_sqlite_pragmas(engine: AsyncEngine) -> None:

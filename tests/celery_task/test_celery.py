@@ -115,6 +115,21 @@ async def test_an_async_task_writes_through_transactional(
     assert stack.primary.psql(f"SELECT id FROM roles WHERE name = '{name}'") == str(role_id)
 
 
+async def test_a_worker_writes_again_after_the_database_restarted_between_its_tasks(
+    worker: Worker, stack: ServerStack
+) -> None:
+    before = f"before-{uuid.uuid4().hex[:8]}"
+    await result_of(worker_tasks.create_role.delay(before))  # a pooled writer connection
+
+    # Between tasks the worker's loop does not run: its pool cannot hear the server go away.
+    stack.primary.restart()
+    stack.wait_for_replica()
+    after = f"after-{uuid.uuid4().hex[:8]}"
+    role_id = await result_of(worker_tasks.create_role.delay(after))
+
+    assert stack.primary.psql(f"SELECT id FROM roles WHERE name = '{after}'") == str(role_id)
+
+
 async def test_two_hundred_async_runs_in_one_worker_process(worker: Worker) -> None:
     outcomes = [worker_tasks.count_roles.delay() for _ in range(200)]
 
