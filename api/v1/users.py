@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from api.v1.auth import client_address
-from app.auth import PasswordRequest, QueuedTask, auth_service
+from app.auth import PasswordRequest, QueuedTask, auth_service, login_throttle
 from app.role import UserRolesRead, UserRolesUpdate, role_service
 from app.tier import UserTierRead, UserTierUpdate, tier_service
 from app.user import (
@@ -95,6 +95,9 @@ async def update_user(
 ) -> UserRead:
     """Change nickname, password or email (your password and any email need current_password)."""
     versions = if_match_versions(request)
+    if body.email is not None:
+        # Refusing a taken email tells whether it is registered: on registration's budget.
+        await login_throttle.reserve("register", body.email, client_address(request))
     if body.email is not None or body.password is not None:
         # What is refused cheaply is refused before the slow password check and hash.
         await account_service.refuse_early(user_id, body, versions)

@@ -133,6 +133,23 @@ async def test_resend_is_throttled(client: AsyncClient) -> None:
     assert statuses == [202] * 5 + [429]
 
 
+async def test_probing_emails_through_an_email_change_is_throttled_like_registration(
+    client: AsyncClient,
+) -> None:
+    account, other = await signed_up(client), await signed_up(client)
+    probe = {"email": other.email, "current_password": "not the password"}
+    statuses = [
+        (
+            await client.patch(f"/api/v1/users/{account.id}", json=probe, headers=account.headers)
+        ).status_code
+        for _ in range(6)
+    ]
+
+    # A taken address is refused before the password check, so on registration's budget (of
+    # five per address, one of them spent registering it).
+    assert statuses == [409] * 4 + [429] * 2
+
+
 async def test_wrong_current_passwords_are_throttled_like_failed_logins(
     client: AsyncClient,
 ) -> None:
