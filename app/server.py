@@ -20,7 +20,6 @@ from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     BodyLimitMiddleware,
     DocsAuthMiddleware,
-    RateLimitHeadersMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
@@ -57,7 +56,6 @@ def _middleware() -> list[Middleware]:
         Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
-        Middleware(RateLimitHeadersMiddleware),
     ]
     if config.METRICS_ENABLED:
         # Inside the layers that add headers to every response, around the error answers.

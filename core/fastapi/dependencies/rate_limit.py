@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 LoadTierLimits = Callable[[str], Awaitable[TierLimits]]
 
-# Where the dependency leaves the headers for RateLimitHeadersMiddleware, which adds them to
+# Where the dependency leaves the headers for SecurityHeadersMiddleware, which adds them to
 # whatever response the route ends with (a Response it returns, an error).
 HEADERS_SCOPE_KEY = "rate_limit_headers"
 

@@ -1,7 +1,6 @@
 from core.fastapi.middlewares.authentication import AuthenticationMiddleware, authenticate
 from core.fastapi.middlewares.body_limit import BodyLimitMiddleware
 from core.fastapi.middlewares.docs_auth import DocsAuthMiddleware, basic_credentials_match
-from core.fastapi.middlewares.rate_limit_headers import RateLimitHeadersMiddleware
 from core.fastapi.middlewares.request_context import RequestContextMiddleware
 from core.fastapi.middlewares.security_headers import SecurityHeadersMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
@@ -10,7 +9,6 @@ __all__ = [
     "AuthenticationMiddleware",
     "BodyLimitMiddleware",
     "DocsAuthMiddleware",
-    "RateLimitHeadersMiddleware",
     "RequestContextMiddleware",
     "SQLAlchemyMiddleware",
     "SecurityHeadersMiddleware",
