@@ -35,6 +35,7 @@ from core.tracing import instrument_app, setup_error_reports, setup_tracing, shu
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Engines are built on first use; what was built is closed here, after the last request.
     settle_heap()
+    Cache.follow_changes()
     try:
         yield
     finally:

@@ -31,6 +31,13 @@ from core.security.tokens import encode_token, new_token_id
 
 def removal_announcements(namespaces: list[str]) -> dict[str, Any] | None:
     """The change-feed messages of trees that keep per-process cache copies, else None."""
+    backend: Any = importlib.import_module("core.helpers.cache.redis_backend")
+    if hasattr(backend, "change_message"):
+        messages = {ns: backend.change_message([f"cache:{ns}"], []) for ns in namespaces}
+        return {
+            "channel": backend.CHANGES_CHANNEL,
+            "messages": {ns: message.hex() for ns, message in messages.items()},
+        }
     try:
         local_entries = importlib.import_module("core.helpers.cache.local_entries")
     except ImportError:

@@ -72,8 +72,8 @@ async def signed_up(
     )
 
 
-# A change made in another process reaches this one as a published message; the event loop
-# has to run to hear it. Far below the 10 s a local copy of an auth state may live.
+# A change made in another process reaches a process's local copies as a published message,
+# within the revocation bound while Redis is healthy.
 HEARD_WITHIN_SECONDS = 1.0
 
 

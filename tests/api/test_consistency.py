@@ -3,15 +3,18 @@ while the primary is down."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from httpx import AsyncClient
 
 from core.security.auth_state import forget_auth_state
-from tests.helpers import signed_up
+from tests.helpers import Account, signed_up, status_within
 from tests.servers import ServerStack
 from tests.test_main import api_process
 
@@ -51,6 +54,72 @@ async def test_a_logout_in_another_process_applies_here_at_once(
     refused = await client.get(ME, headers=account.headers)
     assert refused.status_code == 401
     assert refused.json()["error_code"] == "TOKEN_REVOKED"
+
+
+def script_calls(stack: ServerStack) -> int:
+    """How many scripts Redis has run: every cache read and change that reaches it is one."""
+    with redis.Redis.from_url(stack.redis.url) as admin:
+        stats = admin.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("eval", "evalsha"))
+
+
+async def served_from_copies(
+    other: AsyncClient, account: Account, stack: ServerStack, seconds: float = 10.0
+) -> bool:
+    """Whether `other` comes to answer the account's reads without a call to Redis (once the
+    hold after sign-up is over and its subscription is up)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        before = script_calls(stack)
+        for _ in range(3):
+            assert (await other.get(ME, headers=account.headers)).status_code == 200
+        if script_calls(stack) == before:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def test_a_logout_here_ends_the_copies_another_process_keeps_within_a_second(
+    client: AsyncClient, other_process: str, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        assert await served_from_copies(other, account, stack)
+        assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+        assert await status_within(other, ME, account.headers, 401, seconds=1.0) == 401
+
+
+async def test_a_killed_subscription_costs_another_process_its_copies_not_a_revocation(
+    client: AsyncClient, other_process: str, stack: ServerStack
+) -> None:
+    account, later = await signed_up(client), await signed_up(client)
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        assert await served_from_copies(other, account, stack)
+        with redis.Redis.from_url(stack.redis.url) as admin:
+            admin.client_kill_filter(_type="pubsub")
+        # At once: announced while the other process may not be subscribed.
+        assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+        assert await status_within(other, ME, account.headers, 401, seconds=5.0) == 401
+        assert await served_from_copies(other, later, stack)  # subscribed again
+
+
+async def test_a_redis_restart_costs_another_process_its_copies_not_a_revocation(
+    client: AsyncClient, other_process: str, stack: ServerStack
+) -> None:
+    account, later = await signed_up(client), await signed_up(client)
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        assert await served_from_copies(other, account, stack)
+        stack.redis.stop()
+        try:
+            # Saved, but not announced: the client is told (503), and the other process,
+            # no longer hearing changes, reads the state from the database.
+            logout = await client.post("/api/v1/auth/logout", headers=account.headers)
+            assert logout.status_code == 503
+            assert await status_within(other, ME, account.headers, 401, seconds=5.0) == 401
+        finally:
+            stack.redis.start()
+        assert await status_within(other, ME, account.headers, 401, seconds=1.0) == 401
+        assert await served_from_copies(other, later, stack)
 
 
 async def test_a_profile_change_in_another_process_shows_here_at_once(

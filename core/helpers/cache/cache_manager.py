@@ -19,6 +19,9 @@ a lagging replica, or by a read that began before the change, never make it back
 cache. `hold` alone keeps the value (it is still right; a write came near it). A result is
 stored only where nothing is (never over a removed entry), and only by a call shorter than the
 hold.
+
+With a Redis backend, an API process also keeps local copies of what it read (`LocalCopies`),
+dropped by the announcement every change makes: a hit then costs no round trip at all.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from core.helpers.cache.base import (
 )
 from core.helpers.cache.cache_tag import CacheTag
 from core.helpers.cache.key_maker import DefaultKeyMaker
+from core.helpers.cache.local_copies import LocalCopies
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
 from core.helpers.single_flight import SingleFlight
@@ -124,9 +128,7 @@ class CacheManager:
         self._backend: BaseBackend | None = None
         self._key_maker: BaseKeyMaker = DefaultKeyMaker()
         self._flights = SingleFlight()
-        # Bumped by every removal this process makes: a call already under way when it was
-        # made is not shared with callers that come after it.
-        self._generation = 0
+        self._copies = LocalCopies()
 
     def init(
         self, backend: BaseBackend | None = None, key_maker: BaseKeyMaker | None = None
@@ -149,8 +151,15 @@ class CacheManager:
     def key_maker(self) -> BaseKeyMaker:
         return self._key_maker
 
+    def follow_changes(self) -> None:
+        """Keep local copies of hits on this event loop, for as long as every change is heard
+        (an API process calls it at startup; only a Redis backend announces changes)."""
+        if isinstance(self.backend, RedisBackend):
+            self._copies.follow(self.backend)
+
     async def close(self) -> None:
         """Close this event loop's connections; the backend reconnects when used again."""
+        await self._copies.stop()
         if self._backend is not None:
             await self._backend.close()
 
@@ -201,14 +210,20 @@ class CacheManager:
 
     async def _fetch(self, spec: CachedFunction, args: Any, kwargs: Any) -> Fetched[Any]:
         call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
-        # Concurrent identical calls share one backend read and one run of the function.
+        copies = self._copies
+        if copies.usable() and (copy := await copies.get(spec.head, call_key)) is not None:
+            CACHE_REQUESTS.labels("hit").inc()
+            return Fetched(spec.adapter.validate_json(copy), True, False)
+        # Concurrent identical calls share one backend read and one run of the function; one
+        # that began before a change is not shared with those after it.
+        generation = copies.generation
         return await self._flights.run(
-            (spec.head, call_key, self._generation),
-            lambda: self._read_or_run(spec, call_key, args, kwargs),
+            (spec.head, call_key, generation),
+            lambda: self._read_or_run(spec, call_key, args, kwargs, generation),
         )
 
     async def _read_or_run(
-        self, spec: CachedFunction, call_key: str, args: Any, kwargs: Any
+        self, spec: CachedFunction, call_key: str, args: Any, kwargs: Any, generation: int
     ) -> Fetched[Any]:
         backend = self.backend
         started = time.monotonic()
@@ -222,6 +237,10 @@ class CacheManager:
             try:
                 value = spec.adapter.validate_json(read.value)
                 CACHE_REQUESTS.labels("hit").inc()
+                if not read.held:
+                    # Half the ttl: a copy of an entry near its end outlives it by that at most.
+                    ttl = spec.ttl / 2
+                    await self._copies.put(spec.head, call_key, read.value, ttl, generation)
                 return Fetched(value, True, read.held)
             except ValueError:
                 logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
@@ -287,7 +306,6 @@ class CacheManager:
     async def _apply(self, removals: list[Removal]) -> None:
         """Carry out removals and holds in one round trip; 503 when a removal cannot (the
         change is saved, but other processes may go on serving what it replaced)."""
-        self._generation += 1
         namespaces = sorted({r.head for r in removals if r.tail is None})
         entries = [r for r in removals if r.tail is not None and r.head not in namespaces]
         removed = sorted({(r.head, str(r.tail)) for r in entries if not r.hold_only})
@@ -298,6 +316,9 @@ class CacheManager:
             logger.error("could not remove or hold %d cache entries (%s)", len(removals), error)
             if namespaces or removed:
                 raise ChangeNotPropagatedException() from error
+        finally:
+            # After the change: a read of this process that began before it stores no copy.
+            await self._copies.drop(namespaces, [*removed, *held])
 
 
 def _spec_of(function: Callable[..., Any], args: Any) -> tuple[CachedFunction, Any]:

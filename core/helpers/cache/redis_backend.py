@@ -3,9 +3,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
+import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -30,6 +31,8 @@ RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
     "retry": Retry(NoBackoff(), retries=1),
     "retry_on_error": [RedisConnectionError],
 }
+# Where every change (removals and holds) is announced, for processes that keep local copies.
+CHANGES_CHANNEL = "cache:changes"
 # How long a Redis that failed is skipped before it is tried again.
 RETRY_SECONDS = 1.0
 # A whole call (a connection, the command, its one retry), kept under CACHE_TIMEOUT_SECONDS.
@@ -137,9 +140,39 @@ class RedisBackend(BaseBackend):
         held: Sequence[tuple[str, str]],
         seconds: float,
     ) -> None:
-        arguments: list[str | int] = [max(1, int(seconds * 1000)), len(namespaces), len(removed)]
-        arguments += [*namespaces, *(part for entry in [*removed, *held] for part in entry)]
+        entries = [*removed, *held]
+        arguments: list[str | int | bytes] = [
+            *(max(1, int(seconds * 1000)), len(namespaces), len(removed)),
+            change_message(namespaces, entries),
+            *namespaces,
+            *(part for entry in entries for part in entry),
+        ]
         await self.call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
+
+    async def changes(self, heartbeat: float) -> AsyncIterator[bytes | None]:
+        """Every change announced by any process, and None for each answer to a heartbeat sent
+        every `heartbeat` seconds; raises when the subscription is lost."""
+        # Its own client, without retries: a silent reconnect would hide that what was
+        # announced meanwhile is gone.
+        client = Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), retries=0),
+        )
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(CHANGES_CHANNEL)
+                loop = asyncio.get_running_loop()
+                while True:
+                    await pubsub.ping()
+                    deadline = loop.time() + heartbeat
+                    while (left := deadline - loop.time()) > 0:
+                        message = await pubsub.get_message(timeout=left)
+                        if message is not None:
+                            yield message["data"] if message["type"] == "message" else None
+        finally:
+            await client.aclose()
 
     async def close(self) -> None:
         client = self._clients.pop(asyncio.get_running_loop(), None)
@@ -158,10 +191,10 @@ local version = redis.call('GET', ARGV[1] .. ':version') or '0'
 local held = redis.call('EXISTS', ARGV[1] .. ':hold', ARGV[1] .. ':hold:' .. ARGV[2])
 return {version, held, redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])}
 """
-_CHANGE = """
+_CHANGE = f"""
 local ms, namespaces, removed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local first_entry = 4 + namespaces
-for i = 4, first_entry - 1 do
+local first_entry = 5 + namespaces
+for i = 5, first_entry - 1 do
   redis.call('INCR', ARGV[i] .. ':version')
   redis.call('SET', ARGV[i] .. ':hold', '1', 'PX', ms)
 end
@@ -173,7 +206,13 @@ for i = first_entry, #ARGV, 2 do
   end
   redis.call('SET', head .. ':hold:' .. tail, '1', 'PX', ms)
 end
+redis.call('PUBLISH', '{CHANGES_CHANNEL}', ARGV[4])
 """
+
+
+def change_message(namespaces: Sequence[str], entries: Sequence[tuple[str, str]]) -> bytes:
+    """What every process hears of a change: the namespaces removed, the entries removed or held."""
+    return orjson.dumps([list(namespaces), [list(entry) for entry in entries]])
 
 
 def _milliseconds(seconds: float | None) -> int | None:

@@ -1,0 +1,181 @@
+"""Local copies of cache entries: served without a round trip while every change is heard, and
+never served past a change, a lost subscription or a read that began before a change."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.helpers.cache import CacheManager, RedisBackend
+from core.helpers.cache.base import VersionedRead
+from core.helpers.cache.local_copies import STALE_SECONDS
+from tests.servers import ServerStack
+
+pytestmark = pytest.mark.usefixtures("stack")
+
+
+class CountingRedis(RedisBackend):
+    """Counts the reads that reach Redis; `pause` holds a read's answer back."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.reads = 0
+        self.pause: asyncio.Event | None = None
+
+    async def get_versioned(self, head: str, tail: str) -> VersionedRead:
+        self.reads += 1
+        read = await super().get_versioned(head, tail)
+        if self.pause is not None:
+            await self.pause.wait()
+        return read
+
+
+@pytest.fixture
+async def redis(stack: ServerStack) -> AsyncIterator[CountingRedis]:
+    backend = CountingRedis(stack.redis.url_for(4))
+    yield backend
+    await backend.close()
+
+
+async def following(backend: RedisBackend) -> CacheManager:
+    """A cache that keeps local copies, once its subscription is up."""
+    cache = CacheManager()
+    cache.init(backend=backend)
+    cache.follow_changes()
+    deadline = time.monotonic() + 5
+    while not cache._copies.usable():
+        assert time.monotonic() < deadline, "the change feed never came up"
+        await asyncio.sleep(0.02)
+    return cache
+
+
+def elsewhere(stack: ServerStack) -> CacheManager:
+    """Another process's cache on the same Redis: it announces its changes."""
+    cache = CacheManager()
+    cache.init(backend=RedisBackend(stack.redis.url_for(4)))
+    return cache
+
+
+async def test_a_hit_is_then_served_from_the_local_copy(redis: CountingRedis) -> None:
+    cache = await following(redis)
+    runs = 0
+
+    @cache.cached(prefix="copies-hit", ttl=60)
+    async def read(n: int) -> dict[str, int]:
+        nonlocal runs
+        runs += 1
+        return {"n": n}
+
+    try:
+        assert await read(1) == {"n": 1}  # a miss: computed and stored
+        assert await read(1) == {"n": 1}  # a hit in Redis: copied here
+        reads = redis.reads
+        for _ in range(5):
+            assert await read(1) == {"n": 1}
+        assert redis.reads == reads and runs == 1
+    finally:
+        await cache.close()
+
+
+async def test_a_change_made_elsewhere_drops_the_copy_within_a_second(
+    redis: CountingRedis, stack: ServerStack
+) -> None:
+    cache, other = await following(redis), elsewhere(stack)
+    value = {"n": 1}
+
+    async def current() -> dict[str, int]:
+        return dict(value)
+
+    entry = cache.cached(prefix="copies-change", ttl=60)(current)
+    namespace = cache.cached(tag="copies-tag", ttl=60)(current)
+    try:
+        for _ in range(2):
+            assert await entry() == {"n": 1} and await namespace() == {"n": 1}
+        value["n"] = 2
+        await other.remove(other.cached(prefix="copies-change", ttl=60)(current))
+        await other.remove_by_tag("copies-tag")
+        deadline = time.monotonic() + 1.0
+        while (await entry(), await namespace()) != ({"n": 2}, {"n": 2}):
+            assert time.monotonic() < deadline, "a change made elsewhere went unheard"
+            await asyncio.sleep(0.01)
+    finally:
+        await cache.close()
+        await other.close()
+
+
+async def test_a_read_that_began_before_a_change_stores_no_copy(
+    redis: CountingRedis, stack: ServerStack
+) -> None:
+    cache, other = await following(redis), elsewhere(stack)
+    value = {"n": 1}
+
+    @cache.cached(prefix="copies-race", ttl=60)
+    async def read() -> dict[str, int]:
+        return dict(value)
+
+    try:
+        assert await read() == {"n": 1}  # stored in Redis
+        redis.pause = asyncio.Event()
+        in_flight = asyncio.ensure_future(read())  # has read {"n": 1}, its answer held back
+        while redis.reads < 2:
+            await asyncio.sleep(0.01)
+        value["n"] = 2
+        generation = cache._copies.generation
+        await other.remove(other.cached(prefix="copies-race", ttl=60)(read.__wrapped__))
+        while cache._copies.generation == generation:  # the change was heard here
+            await asyncio.sleep(0.01)
+        redis.pause.set()
+        redis.pause = None
+        assert await in_flight == {"n": 1}  # its caller gets what it read, but nobody else
+        assert await read() == {"n": 2}
+        assert await read() == {"n": 2}
+    finally:
+        await cache.close()
+        await other.close()
+
+
+async def test_a_killed_subscription_drops_every_copy_until_it_is_back(
+    redis: CountingRedis, stack: ServerStack
+) -> None:
+    cache = await following(redis)
+    value = {"n": 1}
+
+    @cache.cached(prefix="copies-kill", ttl=60)
+    async def read() -> dict[str, int]:
+        return dict(value)
+
+    try:
+        for _ in range(2):
+            assert await read() == {"n": 1}
+        admin = RedisBackend(stack.redis.url_for(4))
+        await admin.call(lambda r: r.client_kill_filter(_type="pubsub"))
+        # Changed behind the cache's back, as if the announcement of it was lost.
+        await admin.call(lambda r: r.flushdb())
+        value["n"] = 2
+        await admin.close()
+        deadline = time.monotonic() + STALE_SECONDS + 1
+        while await read() != {"n": 2}:
+            assert time.monotonic() < deadline, "a copy outlived the subscription it relied on"
+            await asyncio.sleep(0.02)
+        deadline = time.monotonic() + 5
+        while not cache._copies.usable():  # subscribed again
+            assert time.monotonic() < deadline, "the change feed did not come back"
+            await asyncio.sleep(0.02)
+    finally:
+        await cache.close()
+
+
+async def test_without_following_changes_no_copy_is_kept(redis: CountingRedis) -> None:
+    cache = CacheManager()
+    cache.init(backend=redis)
+
+    @cache.cached(prefix="copies-none", ttl=60)
+    async def read() -> int:
+        return 1
+
+    for _ in range(3):
+        assert await read() == 1
+    assert redis.reads == 3
