@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5
 STALE_SECONDS = 2.0
 RESUBSCRIBE_SECONDS = 0.5
-MAX_COPIES = 10_000
+# At most this many copies of at most this many bytes each: a bound on the memory they take.
+MAX_COPIES = 5_000
+MAX_COPY_BYTES = 16_384
 
 
 class LocalCopies:
@@ -58,11 +60,13 @@ class LocalCopies:
         return await self._store.get(self._key(head, tail))
 
     async def put(self, head: str, tail: str, value: bytes, ttl: float, generation: int) -> None:
-        if generation == self.generation and self.usable():
+        if generation == self.generation and len(value) <= MAX_COPY_BYTES and self.usable():
             await self._store.set(self._key(head, tail), value, ttl)
 
     async def drop(self, namespaces: Sequence[str], entries: Sequence[Sequence[str]]) -> None:
         self.generation += 1
+        if asyncio.get_running_loop() is not self._loop:
+            return  # no copies on this loop; the announcement reaches the one that keeps them
         for head in namespaces:
             self._epochs[head] = self._epochs.get(head, 0) + 1
         for head, tail in entries:
