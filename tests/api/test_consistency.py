@@ -85,7 +85,8 @@ async def test_a_logout_here_ends_the_copies_another_process_keeps_within_a_seco
     account = await signed_up(client)
     async with httpx.AsyncClient(base_url=other_process) as other:
         assert await served_from_copies(other, account, stack)
-        assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+        logout = await client.post("/api/v1/auth/logout", headers=account.headers)
+        assert logout.status_code == 204
         assert await status_within(other, ME, account.headers, 401, seconds=1.0) == 401
 
 
@@ -98,7 +99,8 @@ async def test_a_killed_subscription_costs_another_process_its_copies_not_a_revo
         with redis.Redis.from_url(stack.redis.url) as admin:
             admin.client_kill_filter(_type="pubsub")
         # At once: announced while the other process may not be subscribed.
-        assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+        logout = await client.post("/api/v1/auth/logout", headers=account.headers)
+        assert logout.status_code == 204
         assert await status_within(other, ME, account.headers, 401, seconds=5.0) == 401
         assert await served_from_copies(other, later, stack)  # subscribed again
 

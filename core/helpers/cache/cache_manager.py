@@ -216,14 +216,19 @@ class CacheManager:
             return Fetched(spec.adapter.validate_json(copy), True, False)
         # Concurrent identical calls share one backend read and one run of the function; one
         # that began before a change is not shared with those after it.
-        generation = copies.generation
+        generation = copies.generation(spec.head)
         return await self._flights.run(
             (spec.head, call_key, generation),
             lambda: self._read_or_run(spec, call_key, args, kwargs, generation),
         )
 
     async def _read_or_run(
-        self, spec: CachedFunction, call_key: str, args: Any, kwargs: Any, generation: int
+        self,
+        spec: CachedFunction,
+        call_key: str,
+        args: Any,
+        kwargs: Any,
+        generation: tuple[int, int],
     ) -> Fetched[Any]:
         backend = self.backend
         started = time.monotonic()

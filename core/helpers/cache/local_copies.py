@@ -1,10 +1,11 @@
 """Per-process copies of cache entries, served only while this process hears every change.
 
 A copy is made from a backend hit and dropped when any process announces a change touching it:
-RedisBackend publishes each change in the round trip that makes it. Copies are used only while
-the subscription answers its heartbeat; when it fails or goes quiet they are all dropped and
-reads go to the backend until it is back, so a change is seen within STALE_SECONDS under any
-single fault (a killed subscription, a Redis restart, a lost message).
+RedisBackend publishes each change in the round trip that makes it. Copies are served only while
+the subscription is known to be current: each heartbeat carries its send time, and Redis answers
+it after every message published before it, so an answer proves nothing older went unheard.
+When the subscription fails or falls STALE_SECONDS behind, every copy is dropped and reads go to
+the backend until it is back: a change is seen within that bound under any single fault.
 """
 
 from __future__ import annotations
@@ -23,57 +24,65 @@ from core.helpers.cache.redis_backend import RedisBackend
 
 logger = logging.getLogger(__name__)
 
-# The subscription is pinged this often, and copies are served only if it was heard from
-# within STALE_SECONDS: the bound on a change going unseen when the subscription fails silently.
 HEARTBEAT_SECONDS = 0.5
 STALE_SECONDS = 2.0
 RESUBSCRIBE_SECONDS = 0.5
-# At most this many copies of at most this many bytes each: a bound on the memory they take.
+# At most this many copies of at most this many bytes each (per process).
 MAX_COPIES = 5_000
 MAX_COPY_BYTES = 16_384
 
 
 class LocalCopies:
-    """Copies keyed by (namespace head, call key); a namespace removal drops them all at once
-    by moving the namespace to a new epoch."""
+    """Copies keyed by (namespace head, call key). A namespace removal moves its head to a new
+    epoch, orphaning its copies at once; every change touching a head bumps the head's
+    generation, so a read of it that began before the change stores no copy."""
 
     def __init__(self) -> None:
         self._store = InMemoryBackend(MAX_COPIES)
-        self._epochs: dict[str, int] = {}
-        # Bumped by every change heard or made here: a read that began before it stores no copy.
-        self.generation = 0
-        self._heard_at = -math.inf
+        # Per head read through here (code-defined namespaces): [epoch, generation].
+        self._heads: dict[str, list[int]] = {}
+        self._cleared = 0
+        self._current_at = -math.inf  # everything announced before it has been heard
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
 
+    def _owned(self) -> bool:
+        # Copies belong to the loop that follows changes; an eager task's thread has its own.
+        return asyncio.get_running_loop() is self._loop
+
     def usable(self) -> bool:
-        # Only on the loop that follows the changes (an eager task's thread has its own).
-        return (
-            time.monotonic() - self._heard_at < STALE_SECONDS
-            and asyncio.get_running_loop() is self._loop
-        )
+        return time.monotonic() - self._current_at < STALE_SECONDS and self._owned()
+
+    def generation(self, head: str) -> tuple[int, int]:
+        """Changes so far to `head`; a read records it when it starts."""
+        return self._cleared, self._heads.setdefault(head, [0, 0])[1]
 
     def _key(self, head: str, tail: str) -> str:
-        return f"{head}\x00{self._epochs.get(head, 0)}\x00{tail}"
+        return f"{head}\x00{self._heads.setdefault(head, [0, 0])[0]}\x00{tail}"
 
     async def get(self, head: str, tail: str) -> bytes | None:
         return await self._store.get(self._key(head, tail))
 
-    async def put(self, head: str, tail: str, value: bytes, ttl: float, generation: int) -> None:
-        if generation == self.generation and len(value) <= MAX_COPY_BYTES and self.usable():
+    async def put(
+        self, head: str, tail: str, value: bytes, ttl: float, generation: tuple[int, int]
+    ) -> None:
+        if generation == self.generation(head) and len(value) <= MAX_COPY_BYTES and self.usable():
             await self._store.set(self._key(head, tail), value, ttl)
 
     async def drop(self, namespaces: Sequence[str], entries: Sequence[Sequence[str]]) -> None:
-        self.generation += 1
-        if asyncio.get_running_loop() is not self._loop:
-            return  # no copies on this loop; the announcement reaches the one that keeps them
+        if self._loop is not None and not self._owned():
+            return  # the announcement reaches the loop that keeps the copies
         for head in namespaces:
-            self._epochs[head] = self._epochs.get(head, 0) + 1
+            if (state := self._heads.get(head)) is not None:
+                state[0] += 1
+                state[1] += 1
         for head, tail in entries:
-            await self._store.delete(self._key(head, tail))
+            if (state := self._heads.get(head)) is not None:
+                state[1] += 1
+                await self._store.delete(self._key(head, tail))
 
     def _drop_all(self) -> None:
-        self.generation += 1
+        self._cleared += 1
         self._store = InMemoryBackend(MAX_COPIES)
 
     def follow(self, backend: RedisBackend) -> None:
@@ -83,30 +92,45 @@ class LocalCopies:
             self._task = self._loop.create_task(self._follow(backend), name="cache-changes")
 
     async def stop(self) -> None:
+        if self._task is None or not self._owned():
+            return  # another loop's resources are being released, not the copies'
         task, self._task, self._loop = self._task, None, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._heard_at = -math.inf
-        self._drop_all()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _follow(self, backend: RedisBackend) -> None:
-        while True:
-            try:
-                async for message in backend.changes(HEARTBEAT_SECONDS):
-                    now = time.monotonic()
-                    if now - self._heard_at >= STALE_SECONDS:
-                        # Subscribed again, or quiet for a while: changes may have gone unheard.
+        try:
+            while True:
+                try:
+                    await self._hear(backend)
+                except Exception as error:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # stopping: a failure while closing must not keep it going
+                    if self._current_at > -math.inf:
+                        logger.warning("cache change feed lost (%r); no copies until back", error)
+                self._current_at = -math.inf
+                self._drop_all()
+                await asyncio.sleep(RESUBSCRIBE_SECONDS)
+        finally:
+            self._current_at = -math.inf
+            self._drop_all()
+
+    async def _hear(self, backend: RedisBackend) -> None:
+        changes = backend.changes(HEARTBEAT_SECONDS, STALE_SECONDS)
+        async with contextlib.aclosing(changes):
+            async for heard in changes:
+                if isinstance(heard, float):  # a heartbeat's send time, answered
+                    if time.monotonic() - self._current_at >= STALE_SECONDS:
+                        # Subscribed again, or fell behind: changes may have gone unheard.
                         self._drop_all()
                         logger.info("following cache changes: local copies in use")
-                    self._heard_at = now
-                    if message is not None:
-                        namespaces, entries = orjson.loads(message)
-                        await self.drop(namespaces, entries)
-            except Exception as error:
-                if self._heard_at > -math.inf:
-                    logger.warning("cache change feed lost (%r); no local copies until back", error)
-            self._heard_at = -math.inf
-            self._drop_all()
-            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+                    self._current_at = max(self._current_at, heard)
+                    continue
+                try:
+                    namespaces, entries = orjson.loads(heard)
+                    await self.drop(namespaces, entries)
+                except (ValueError, TypeError) as error:
+                    logger.warning("unreadable cache change (%r); dropping every copy", error)
+                    self._drop_all()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -26,7 +26,8 @@ T = TypeVar("T")
 
 
 # One immediate retry on a fresh connection: a pooled connection that died with a Redis restart
-# must not fail the call that happens to pick it. Every Redis client of the API uses it.
+# must not fail the call that happens to pick it. Every Redis client of the API uses it, but
+# the subscription to changes.
 RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
     "retry": Retry(NoBackoff(), retries=1),
     "retry_on_error": [RedisConnectionError],
@@ -149,9 +150,11 @@ class RedisBackend(BaseBackend):
         ]
         await self.call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
 
-    async def changes(self, heartbeat: float) -> AsyncIterator[bytes | None]:
-        """Every change announced by any process, and None for each answer to a heartbeat sent
-        every `heartbeat` seconds; raises when the subscription is lost."""
+    async def changes(self, heartbeat: float, stale: float) -> AsyncGenerator[bytes | float, None]:
+        """Every change announced by any process (bytes), and for each heartbeat sent every
+        `heartbeat` seconds, once answered, the monotonic time it was sent (float): every change
+        announced before then has been heard. Raises when the subscription is lost or nothing
+        has come for `stale` seconds."""
         # Its own client, without retries: a silent reconnect would hide that what was
         # announced meanwhile is gone.
         client = Redis.from_url(
@@ -163,14 +166,21 @@ class RedisBackend(BaseBackend):
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(CHANGES_CHANNEL)
-                loop = asyncio.get_running_loop()
+                heard_at = time.monotonic()
                 while True:
-                    await pubsub.ping()
-                    deadline = loop.time() + heartbeat
-                    while (left := deadline - loop.time()) > 0:
+                    sent_at = time.monotonic()
+                    await pubsub.ping(repr(sent_at))
+                    while (left := sent_at + heartbeat - time.monotonic()) > 0:
                         message = await pubsub.get_message(timeout=left)
-                        if message is not None:
-                            yield message["data"] if message["type"] == "message" else None
+                        if message is None:
+                            if time.monotonic() - heard_at > stale:
+                                raise TimeoutError(f"nothing from redis for {stale} s")
+                            continue
+                        heard_at = time.monotonic()
+                        if message["type"] == "message":
+                            yield message["data"]
+                        elif message["type"] == "pong":
+                            yield float(message["data"])
         finally:
             await client.aclose()
 
