@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 import pytest
 
 from core.helpers.cache import CacheManager, RedisBackend
-from core.helpers.cache.base import VersionedRead
+from core.helpers.cache.base import VersionedRead, versioned_key
 from core.helpers.cache.local_copies import STALE_SECONDS
 from core.helpers.cache.redis_backend import CHANGES_CHANNEL
 from tests.servers import ServerStack
 
 pytestmark = pytest.mark.usefixtures("stack")
+
+PREFIX = "copies"
 
 
 class CountingRedis(RedisBackend):
@@ -35,23 +37,58 @@ class CountingRedis(RedisBackend):
         return read
 
 
-@pytest.fixture
-async def redis(stack: ServerStack) -> AsyncIterator[CountingRedis]:
-    backend = CountingRedis(stack.redis.url_for(4))
-    yield backend
-    await backend.close()
+@dataclass
+class Copied:
+    """A cache that follows changes, and one cached read of `value`, already copied here."""
+
+    cache: CacheManager
+    redis: CountingRedis
+    value: dict[str, int] = field(default_factory=lambda: {"n": 1})
+
+    async def current(self) -> dict[str, int]:
+        return dict(self.value)
+
+    def __post_init__(self) -> None:
+        self.read: Callable[[], Awaitable[dict[str, int]]] = self.cache.cached(
+            prefix=PREFIX, ttl=60
+        )(self.current)
+
+    def entry_key(self) -> str:
+        """Where Redis holds the entry (namespace version 0)."""
+        key = self.cache.key_maker.make(self.current, (), {}, frozenset())
+        return versioned_key(f"cache:{PREFIX}", 0, key)
 
 
-async def following(backend: RedisBackend) -> CacheManager:
-    """A cache that keeps local copies, once its subscription is up."""
-    cache = CacheManager()
-    cache.init(backend=backend)
-    cache.follow_changes()
-    deadline = time.monotonic() + 5
-    while not cache._copies.usable():
-        assert time.monotonic() < deadline, "the change feed never came up"
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float, failure: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, failure
         await asyncio.sleep(0.02)
-    return cache
+
+
+async def usable(copied: Copied) -> bool:
+    return copied.cache._copies.usable()
+
+
+@pytest.fixture
+async def copied(stack: ServerStack) -> AsyncIterator[Copied]:
+    redis = CountingRedis(stack.redis.url_for(4))
+    await redis.call(lambda client: client.flushdb())
+    cache = CacheManager()
+    cache.init(backend=redis)
+    cache.follow_changes()
+    copied = Copied(cache, redis)
+    try:
+        await until(lambda: usable(copied), 5, "the change feed never came up")
+        assert await copied.read() == {"n": 1}  # a miss: computed and stored
+        assert await copied.read() == {"n": 1}  # a hit in Redis: copied here
+        yield copied
+    finally:
+        await cache.close()
+
+
+async def reads_now(copied: Copied, expected: dict[str, int]) -> bool:
+    return await copied.read() == expected
 
 
 def elsewhere(stack: ServerStack) -> CacheManager:
@@ -61,225 +98,123 @@ def elsewhere(stack: ServerStack) -> CacheManager:
     return cache
 
 
-async def test_a_hit_is_then_served_from_the_local_copy(redis: CountingRedis) -> None:
-    cache = await following(redis)
-    runs = 0
-
-    @cache.cached(prefix="copies-hit", ttl=60)
-    async def read(n: int) -> dict[str, int]:
-        nonlocal runs
-        runs += 1
-        return {"n": n}
-
-    try:
-        assert await read(1) == {"n": 1}  # a miss: computed and stored
-        assert await read(1) == {"n": 1}  # a hit in Redis: copied here
-        reads = redis.reads
-        for _ in range(5):
-            assert await read(1) == {"n": 1}
-        assert redis.reads == reads
-        assert runs == 1
-    finally:
-        await cache.close()
+async def test_a_hit_is_then_served_from_the_local_copy(copied: Copied) -> None:
+    reads = copied.redis.reads
+    copied.value["n"] = 2  # unseen: nothing announced it
+    for _ in range(5):
+        assert await copied.read() == {"n": 1}
+    assert copied.redis.reads == reads
 
 
 async def test_a_change_made_elsewhere_drops_the_copy_within_a_second(
-    redis: CountingRedis, stack: ServerStack
+    copied: Copied, stack: ServerStack
 ) -> None:
-    cache, other = await following(redis), elsewhere(stack)
-    value = {"n": 1}
-
-    async def current() -> dict[str, int]:
-        return dict(value)
-
-    entry = cache.cached(prefix="copies-change", ttl=60)(current)
-    namespace = cache.cached(tag="copies-tag", ttl=60)(current)
+    other = elsewhere(stack)
+    tagged = copied.cache.cached(tag="copies-tag", ttl=60)(copied.current)
+    for _ in range(2):
+        assert await tagged() == {"n": 1}
+    copied.value["n"] = 2
     try:
-        for _ in range(2):
-            assert await entry() == {"n": 1}
-            assert await namespace() == {"n": 1}
-        value["n"] = 2
-        await other.remove(other.cached(prefix="copies-change", ttl=60)(current))
+        await other.remove(other.cached(prefix=PREFIX, ttl=60)(copied.current))
         await other.remove_by_tag("copies-tag")
-        deadline = time.monotonic() + 1.0
-        while (await entry(), await namespace()) != ({"n": 2}, {"n": 2}):
-            assert time.monotonic() < deadline, "a change made elsewhere went unheard"
-            await asyncio.sleep(0.01)
     finally:
-        await cache.close()
         await other.close()
+
+    async def both_new() -> bool:
+        return (await copied.read(), await tagged()) == ({"n": 2}, {"n": 2})
+
+    await until(both_new, 1.0, "a change made elsewhere went unheard")
+
+
+async def test_a_change_made_here_is_seen_by_the_very_next_read(copied: Copied) -> None:
+    copied.value["n"] = 2
+    await copied.cache.remove(copied.read)
+    assert await copied.read() == {"n": 2}  # no wait for the announcement to come back
 
 
 async def test_a_read_that_began_before_a_change_stores_no_copy(
-    redis: CountingRedis, stack: ServerStack
+    copied: Copied, stack: ServerStack
 ) -> None:
-    cache, other = await following(redis), elsewhere(stack)
-    value = {"n": 1}
+    other = elsewhere(stack)
+    read = copied.cache.cached(prefix="copies-race", ttl=60)(copied.current)
+    assert await read() == {"n": 1}  # a miss: stored in Redis, not copied
+    reads = copied.redis.reads
+    copied.redis.pause = asyncio.Event()
+    in_flight = asyncio.ensure_future(read())  # a hit in Redis, its answer held back
 
-    async def current() -> dict[str, int]:
-        return dict(value)
+    async def read_begun() -> bool:
+        return copied.redis.reads > reads
 
-    read = cache.cached(prefix="copies-race", ttl=60)(current)
-
+    await until(read_begun, 5, "the read never reached Redis")
+    copied.value["n"] = 2
+    generation = copied.cache._copies.generation("cache:copies-race")
     try:
-        assert await read() == {"n": 1}  # stored in Redis
-        redis.pause = asyncio.Event()
-        in_flight = asyncio.ensure_future(read())  # has read {"n": 1}, its answer held back
-        deadline = time.monotonic() + 5
-        while redis.reads < 2:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        value["n"] = 2
-        generation = cache._copies.generation("cache:copies-race")
-        await other.remove(other.cached(prefix="copies-race", ttl=60)(current))
-        while cache._copies.generation("cache:copies-race") == generation:  # heard here
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
-        redis.pause.set()
-        redis.pause = None
-        assert await in_flight == {"n": 1}  # its caller gets what it read, but nobody else
-        assert await read() == {"n": 2}
-        assert await read() == {"n": 2}
+        await other.remove(other.cached(prefix="copies-race", ttl=60)(copied.current))
     finally:
-        await cache.close()
         await other.close()
 
+    async def heard() -> bool:
+        return copied.cache._copies.generation("cache:copies-race") != generation
 
-async def test_a_killed_subscription_drops_every_copy_until_it_is_back(
-    redis: CountingRedis, stack: ServerStack
-) -> None:
-    cache = await following(redis)
-    value = {"n": 1}
-
-    @cache.cached(prefix="copies-kill", ttl=60)
-    async def read() -> dict[str, int]:
-        return dict(value)
-
-    try:
-        for _ in range(2):
-            assert await read() == {"n": 1}
-        admin = RedisBackend(stack.redis.url_for(4))
-        try:
-            await admin.call(lambda r: r.client_kill_filter(_type="pubsub"))
-            # Changed behind the cache's back, as if the announcement of it was lost.
-            await admin.call(lambda r: r.flushdb())
-            value["n"] = 2
-        finally:
-            await admin.close()
-        deadline = time.monotonic() + STALE_SECONDS + 1
-        while await read() != {"n": 2}:
-            assert time.monotonic() < deadline, "a copy outlived the subscription it relied on"
-            await asyncio.sleep(0.02)
-        deadline = time.monotonic() + 5
-        while not cache._copies.usable():  # subscribed again
-            assert time.monotonic() < deadline, "the change feed did not come back"
-            await asyncio.sleep(0.02)
-    finally:
-        await cache.close()
+    await until(heard, 1, "the change was not heard")
+    copied.redis.pause.set()
+    copied.redis.pause = None
+    assert await in_flight == {"n": 1}  # its caller gets what it read, but nobody else
+    assert await read() == {"n": 2}
+    assert await read() == {"n": 2}
 
 
-async def test_a_change_made_here_is_seen_by_the_very_next_read(redis: CountingRedis) -> None:
-    cache = await following(redis)
-    value = {"n": 1}
-
-    @cache.cached(prefix="copies-own", ttl=60)
-    async def read() -> dict[str, int]:
-        return dict(value)
-
-    try:
-        for _ in range(3):
-            assert await read() == {"n": 1}
-        value["n"] = 2
-        await cache.remove(read)
-        assert await read() == {"n": 2}  # no wait for the announcement to come back
-    finally:
-        await cache.close()
+async def test_a_killed_subscription_drops_every_copy_until_it_is_back(copied: Copied) -> None:
+    await copied.redis.call(lambda client: client.client_kill_filter(_type="pubsub"))
+    # Changed behind the cache's back, as if the announcement of it was lost.
+    await copied.redis.call(lambda client: client.flushdb())
+    copied.value["n"] = 2
+    await until(
+        lambda: reads_now(copied, {"n": 2}),
+        STALE_SECONDS + 1,
+        "a copy outlived the subscription it relied on",
+    )
+    await until(lambda: usable(copied), 5, "the change feed did not come back")
 
 
 async def test_a_hung_redis_stops_the_copies_within_the_stale_bound(
-    redis: CountingRedis, stack: ServerStack
+    copied: Copied, stack: ServerStack
 ) -> None:
-    cache = await following(redis)
-    value = {"n": 1}
-
-    @cache.cached(prefix="copies-hung", ttl=60)
-    async def read() -> dict[str, int]:
-        return dict(value)
-
+    stack.redis.freeze()
     try:
-        for _ in range(2):
-            assert await read() == {"n": 1}
-        stack.redis.freeze()
-        try:
-            # Changed where no announcement can come from: only the stale bound ends the copy.
-            value["n"] = 2
-            deadline = time.monotonic() + STALE_SECONDS + 1.5
-            while await read() != {"n": 2}:
-                assert time.monotonic() < deadline, "a copy outlived a subscription gone quiet"
-                await asyncio.sleep(0.05)
-        finally:
-            stack.redis.thaw()
-        deadline = time.monotonic() + 10
-        while not cache._copies.usable():
-            assert time.monotonic() < deadline, "the change feed did not come back"
-            await asyncio.sleep(0.05)
+        # Changed where no announcement can come from: only the stale bound ends the copy.
+        copied.value["n"] = 2
+        await until(
+            lambda: reads_now(copied, {"n": 2}),
+            STALE_SECONDS + 1.5,
+            "a copy outlived a subscription gone quiet",
+        )
     finally:
-        await cache.close()
+        stack.redis.thaw()
+    await until(lambda: usable(copied), 10, "the change feed did not come back")
 
 
 async def test_an_unreadable_announcement_drops_the_copies_and_keeps_following(
-    redis: CountingRedis, stack: ServerStack
+    copied: Copied,
 ) -> None:
-    cache = await following(redis)
-    value = {"n": 1}
-
-    @cache.cached(prefix="copies-junk", ttl=60)
-    async def read() -> dict[str, int]:
-        return dict(value)
-
-    try:
-        for _ in range(2):
-            assert await read() == {"n": 1}
-        await redis.call(lambda r: r.set(_entry_key(cache, read), b'{"n": 2}'))
-        await redis.call(lambda r: r.publish(CHANGES_CHANNEL, b"not json"))
-        deadline = time.monotonic() + 1
-        while await read() != {"n": 2}:  # the copy went: Redis's entry is read again
-            assert time.monotonic() < deadline, "an unreadable announcement was ignored"
-            await asyncio.sleep(0.02)
-        assert cache._copies.usable()
-    finally:
-        await cache.close()
+    await copied.redis.call(lambda client: client.set(copied.entry_key(), b'{"n": 2}'))
+    await copied.redis.call(lambda client: client.publish(CHANGES_CHANNEL, b"not json"))
+    # The copy went: Redis's entry is read again.
+    await until(lambda: reads_now(copied, {"n": 2}), 1, "an unreadable announcement was ignored")
+    assert await usable(copied)
 
 
-async def test_closing_another_loops_connections_leaves_the_copies_alone(
-    redis: CountingRedis,
-) -> None:
-    cache = await following(redis)
-
-    @cache.cached(prefix="copies-thread", ttl=60)
-    async def read() -> int:
-        return 1
-
-    try:
-        # What a task run on a loop of its own does when it ends (celery_task/loops.py).
-        await asyncio.to_thread(lambda: asyncio.run(cache.close()))
-        assert cache._copies.usable()
-        for _ in range(2):
-            assert await read() == 1
-        reads = redis.reads
-        assert await read() == 1
-        assert redis.reads == reads
-    finally:
-        await cache.close()
+async def test_closing_another_loops_connections_leaves_the_copies_alone(copied: Copied) -> None:
+    # What a task run on a loop of its own does when it ends (celery_task/loops.py).
+    await asyncio.to_thread(lambda: asyncio.run(copied.cache.close()))
+    assert await usable(copied)
+    reads = copied.redis.reads
+    assert await copied.read() == {"n": 1}
+    assert copied.redis.reads == reads
 
 
-def _entry_key(cache: CacheManager, function: Any) -> str:
-    """Where Redis holds the entry of `function()` (namespace version 0)."""
-    spec = function.__cached__
-    return f"{spec.head}:v0:{cache.key_maker.make(spec.function, (), {}, spec.exclude)}"
-
-
-async def test_without_following_changes_no_copy_is_kept(redis: CountingRedis) -> None:
+async def test_without_following_changes_no_copy_is_kept(stack: ServerStack) -> None:
+    redis = CountingRedis(stack.redis.url_for(4))
     cache = CacheManager()
     cache.init(backend=redis)
 
@@ -287,6 +222,9 @@ async def test_without_following_changes_no_copy_is_kept(redis: CountingRedis) -
     async def read() -> int:
         return 1
 
-    for _ in range(3):
-        assert await read() == 1
-    assert redis.reads == 3
+    try:
+        for _ in range(3):
+            assert await read() == 1
+        assert redis.reads == 3
+    finally:
+        await redis.close()
