@@ -104,8 +104,9 @@ def decode_token(token: str, expected_type: TokenType) -> TokenClaims:
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS)
 def _verified(token: str, key: str, algorithm: str) -> TokenClaims:
-    """Everything but expiry, which changes with time: a pure function of its arguments, so
-    remembering its results cannot let through what it would refuse (errors are not kept)."""
+    """Everything but expiry, which changes with time. Its result depends only on its arguments
+    (PyJWT's `iat`/`nbf` checks can only turn a refusal into a pass), and refusals are not kept,
+    so remembering results never lets through what it would refuse."""
     try:
         payload: dict[str, Any] = jwt.decode(
             token,

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.helpers.cache import BaseBackend, CacheUnavailableError, InMemoryBackend, RedisBackend
-from core.helpers.cache.base import TOMBSTONE, VersionedRead, bounded, versioned_key
+from core.helpers.cache.base import TOMBSTONE, bounded, versioned_key
 from tests.servers import ServerStack
 
 
@@ -106,14 +106,32 @@ async def test_change_orphans_namespaces_removes_and_holds_entries(backend: Base
 
     await backend.change(["cache:a"], [("cache:b", "y")], [("cache:b", "w")], seconds=0.2)
 
-    assert await backend.get_versioned("cache:a", "x") == VersionedRead(1, True, None)
-    assert await backend.get_versioned("cache:b", "y") == VersionedRead(0, True, TOMBSTONE)
-    assert await backend.get_versioned("cache:b", "z") == VersionedRead(0, False, b"3")
-    assert await backend.get_versioned("cache:b", "w") == VersionedRead(0, True, b"4")
+    async def read(head: str, tail: str) -> tuple[int, bool, bytes | None]:
+        version, held, value, _ = await backend.get_versioned(head, tail)
+        return version, held, value
+
+    assert await read("cache:a", "x") == (1, True, None)
+    assert await read("cache:b", "y") == (0, True, TOMBSTONE)
+    assert await read("cache:b", "z") == (0, False, b"3")
+    assert await read("cache:b", "w") == (0, True, b"4")
     await asyncio.sleep(0.3)
-    assert await backend.get_versioned("cache:a", "x") == VersionedRead(1, False, None)
-    assert await backend.get_versioned("cache:b", "y") == VersionedRead(0, False, None)
-    assert await backend.get_versioned("cache:b", "w") == VersionedRead(0, False, b"4")
+    assert await read("cache:a", "x") == (1, False, None)
+    assert await read("cache:b", "y") == (0, False, None)
+    assert await read("cache:b", "w") == (0, False, b"4")
+
+
+async def test_redis_says_how_long_an_entry_has_left(stack: ServerStack) -> None:
+    """Local copies never outlive the entry they were made from."""
+    backend = RedisBackend(stack.redis.url_for(3))
+    try:
+        await backend.set(versioned_key("cache:left", 0, "x"), b"1", ttl=30)
+        await backend.set(versioned_key("cache:left", 0, "y"), b"2")
+        lasting = await backend.get_versioned("cache:left", "x")
+        assert lasting.ttl is not None
+        assert 29 < lasting.ttl <= 30
+        assert (await backend.get_versioned("cache:left", "y")).ttl is None
+    finally:
+        await backend.close()
 
 
 class DictBackend(BaseBackend):

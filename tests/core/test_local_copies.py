@@ -22,7 +22,7 @@ PREFIX = "copies"
 
 
 class CountingRedis(RedisBackend):
-    """Counts the reads that reach Redis; `pause` holds a read's answer back."""
+    """Counts the reads Redis answered; `pause` holds an answer back from its caller."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -30,8 +30,8 @@ class CountingRedis(RedisBackend):
         self.pause: asyncio.Event | None = None
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
-        self.reads += 1
         read = await super().get_versioned(head, tail)
+        self.reads += 1
         if self.pause is not None:
             await self.pause.wait()
         return read
@@ -67,7 +67,7 @@ async def until(condition: Callable[[], Awaitable[bool]], seconds: float, failur
 
 
 async def usable(copied: Copied) -> bool:
-    return copied.cache._copies.usable()
+    return await _usable(copied.cache)
 
 
 @pytest.fixture
@@ -186,7 +186,8 @@ async def test_a_hung_redis_stops_the_copies_within_the_stale_bound(
         copied.value["n"] = 2
         await until(
             lambda: reads_now(copied, {"n": 2}),
-            STALE_SECONDS + 1.5,
+            # The stale bound, then one Redis call's timeout before the read calls through.
+            STALE_SECONDS + 3,
             "a copy outlived a subscription gone quiet",
         )
     finally:
@@ -211,6 +212,41 @@ async def test_closing_another_loops_connections_leaves_the_copies_alone(copied:
     reads = copied.redis.reads
     assert await copied.read() == {"n": 1}
     assert copied.redis.reads == reads
+
+
+async def test_a_new_backend_ends_the_copies_of_the_old_one(
+    copied: Copied, stack: ServerStack
+) -> None:
+    replacement = CountingRedis(stack.redis.url_for(5))
+    copied.cache.init(backend=replacement)
+    assert not await usable(copied)
+    copied.value["n"] = 2
+    assert await copied.read() == {"n": 2}  # the new backend's miss, not the old copy
+    copied.cache.follow_changes()
+    await until(lambda: usable(copied), 5, "the new backend's changes are not followed")
+    await copied.cache.close()
+    await replacement.close()
+
+
+async def test_following_again_after_a_loop_ended_without_closing(stack: ServerStack) -> None:
+    cache = CacheManager()
+    cache.init(backend=RedisBackend(stack.redis.url_for(4)))
+
+    async def follow_and_leave() -> None:
+        cache.follow_changes()
+        await asyncio.sleep(0.2)
+
+    # A loop that ends while following (a test's loop, a reloaded server's).
+    await asyncio.to_thread(lambda: asyncio.run(follow_and_leave()))
+    cache.follow_changes()
+    try:
+        await until(lambda: _usable(cache), 5, "changes are not followed on the new loop")
+    finally:
+        await cache.close()
+
+
+async def _usable(cache: CacheManager) -> bool:
+    return cache._copies.usable()
 
 
 async def test_without_following_changes_no_copy_is_kept(stack: ServerStack) -> None:

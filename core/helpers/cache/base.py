@@ -28,11 +28,13 @@ def hold_key(head: str, tail: str) -> str:
 
 
 class VersionedRead(NamedTuple):
-    """A namespace's version, whether the namespace or the entry is held, and the entry."""
+    """A namespace's version, whether the namespace or the entry is held, the entry, and the
+    seconds it has left when the store can tell."""
 
     version: int
     held: bool
     value: bytes | None
+    ttl: float | None = None
 
 
 class BaseBackend(ABC):

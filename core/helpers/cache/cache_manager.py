@@ -134,6 +134,8 @@ class CacheManager:
         self, backend: BaseBackend | None = None, key_maker: BaseKeyMaker | None = None
     ) -> None:
         if backend is not None:
+            if backend is not self._backend:
+                self._copies.detach()  # copies of the old backend's entries, and its changes
             self._backend = backend
         if key_maker is not None:
             self._key_maker = key_maker
@@ -159,9 +161,11 @@ class CacheManager:
 
     async def close(self) -> None:
         """Close this event loop's connections; the backend reconnects when used again."""
-        await self._copies.stop()
-        if self._backend is not None:
-            await self._backend.close()
+        try:
+            await self._copies.stop()
+        finally:
+            if self._backend is not None:
+                await self._backend.close()
 
     def forget_inherited(self) -> None:
         """In a forked child process: drop the parent's connections without closing them."""
@@ -243,8 +247,8 @@ class CacheManager:
                 value = spec.adapter.validate_json(read.value)
                 CACHE_REQUESTS.labels("hit").inc()
                 if not read.held:
-                    # Half the ttl: a copy of an entry near its end outlives it by that at most.
-                    ttl = spec.ttl / 2
+                    # Never beyond the entry's own expiry: the bound on a change that got a 503.
+                    ttl = min(spec.ttl, read.ttl if read.ttl is not None else spec.ttl)
                     await self._copies.put(spec.head, call_key, read.value, ttl, generation)
                 return Fetched(value, True, read.held)
             except ValueError:

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.5
 STALE_SECONDS = 2.0
 RESUBSCRIBE_SECONDS = 0.5
-# At most this many copies of at most this many bytes each (per process).
+# Bounds the memory copies take: about 80 MiB per process at worst.
 MAX_COPIES = 5_000
 MAX_COPY_BYTES = 16_384
 
@@ -87,17 +87,37 @@ class LocalCopies:
 
     def follow(self, backend: RedisBackend) -> None:
         """Start hearing the changes every process makes, on this event loop."""
-        if self._task is None:
-            self._loop = asyncio.get_running_loop()
-            self._task = self._loop.create_task(self._follow(backend), name="cache-changes")
+        if self._task is not None and not self._task.done() and not self._loop_closed():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._follow(backend), name="cache-changes")
+
+    def _loop_closed(self) -> bool:
+        return self._loop is not None and self._loop.is_closed()
+
+    def detach(self) -> None:
+        """Stop serving copies and hearing changes (the backend they came from was replaced)."""
+        task, self._task, self._loop = self._task, None, None
+        self._current_at = -math.inf
+        self._drop_all()
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     async def stop(self) -> None:
-        if self._task is None or not self._owned():
+        if self._task is None or (not self._owned() and not self._loop_closed()):
             return  # another loop's resources are being released, not the copies'
         task, self._task, self._loop = self._task, None, None
+        self._current_at = -math.inf
+        self._drop_all()
+        if task.done() or task.get_loop().is_closed():
+            return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as error:  # closing the subscription failed: nothing left to do
+            logger.warning("cache change feed did not close cleanly (%r)", error)
 
     async def _follow(self, backend: RedisBackend) -> None:
         try:

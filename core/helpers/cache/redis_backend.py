@@ -129,10 +129,10 @@ class RedisBackend(BaseBackend):
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         # The entry's key depends on the version, so both are read server-side in one trip.
-        version, held, value = await self.call(
+        version, held, value, ms = await self.call(
             lambda redis: cast("Awaitable[list[Any]]", redis.eval(_GET_VERSIONED, 0, head, tail))
         )
-        return VersionedRead(int(version), bool(held), value)
+        return VersionedRead(int(version), bool(held), value, ms / 1000 if ms > 0 else None)
 
     async def change(
         self,
@@ -166,7 +166,7 @@ class RedisBackend(BaseBackend):
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(CHANGES_CHANNEL)
-                heard_at = time.monotonic()
+                heard_at, subscribed = time.monotonic(), 0
                 while True:
                     sent_at = time.monotonic()
                     await pubsub.ping(repr(sent_at))
@@ -181,6 +181,8 @@ class RedisBackend(BaseBackend):
                             yield message["data"]
                         elif message["type"] == "pong":
                             yield float(message["data"])
+                        elif message["type"] == "subscribe" and (subscribed := subscribed + 1) > 1:
+                            raise ConnectionError("subscribed again: announcements may be lost")
         finally:
             await client.aclose()
 
@@ -199,7 +201,8 @@ class RedisBackend(BaseBackend):
 _GET_VERSIONED = """
 local version = redis.call('GET', ARGV[1] .. ':version') or '0'
 local held = redis.call('EXISTS', ARGV[1] .. ':hold', ARGV[1] .. ':hold:' .. ARGV[2])
-return {version, held, redis.call('GET', ARGV[1] .. ':v' .. version .. ':' .. ARGV[2])}
+local key = ARGV[1] .. ':v' .. version .. ':' .. ARGV[2]
+return {version, held, redis.call('GET', key), redis.call('PTTL', key)}
 """
 _CHANGE = f"""
 local ms, namespaces, removed = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
