@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from tests.servers import ServerStack
 from tests.test_main import api_process
 
 ME = "/api/v1/users/me"
+USER = "/api/v1/users/{}"
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +80,23 @@ async def served_from_copies(
     return False
 
 
+@contextlib.asynccontextmanager
+async def copying(
+    client: AsyncClient, other_process: str, stack: ServerStack
+) -> AsyncIterator[tuple[AsyncClient, Account, Account]]:
+    """A client of the other process, which serves the first of two new accounts from its
+    copies; the second is for checking it comes to do so again."""
+    account, later = await signed_up(client), await signed_up(client)
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        assert await served_from_copies(other, account, stack)
+        yield other, account, later
+
+
 # DESIGN's revocation bound: 1 s while Redis is healthy, 5 s under a single fault.
 async def test_a_logout_here_ends_the_copies_another_process_keeps_within_a_second(
     client: AsyncClient, other_process: str, stack: ServerStack
 ) -> None:
-    account = await signed_up(client)
-    async with httpx.AsyncClient(base_url=other_process) as other:
-        assert await served_from_copies(other, account, stack)
+    async with copying(client, other_process, stack) as (other, account, _):
         logout = await client.post("/api/v1/auth/logout", headers=account.headers)
         assert logout.status_code == 204
         assert await status_within(other, ME, account.headers, 401, seconds=1.0) == 401
@@ -94,9 +105,7 @@ async def test_a_logout_here_ends_the_copies_another_process_keeps_within_a_seco
 async def test_with_its_subscription_killed_another_process_drops_its_copies_within_5_s(
     client: AsyncClient, other_process: str, stack: ServerStack
 ) -> None:
-    account, later = await signed_up(client), await signed_up(client)
-    async with httpx.AsyncClient(base_url=other_process) as other:
-        assert await served_from_copies(other, account, stack)
+    async with copying(client, other_process, stack) as (other, account, later):
         with redis.Redis.from_url(stack.redis.url) as admin:
             admin.client_kill_filter(_type="pubsub")
             # Revoked behind every cache's back, as if its announcement was lost in the gap.
@@ -108,27 +117,10 @@ async def test_with_its_subscription_killed_another_process_drops_its_copies_wit
         assert await served_from_copies(other, later, stack)  # subscribed again
 
 
-async def test_after_a_write_here_another_process_keeping_copies_reads_it_from_the_primary(
-    client: AsyncClient, other_process: str, stack: ServerStack
-) -> None:
-    account = await signed_up(client)
-    async with httpx.AsyncClient(base_url=other_process) as other:
-        assert await served_from_copies(other, account, stack)
-        with replication_paused(stack):
-            changed = await client.patch(
-                f"/api/v1/users/{account.id}", json={"nickname": "Fresh"}, headers=account.headers
-            )
-            assert changed.status_code == 200
-            # Neither its copy nor the replica: the write's hold sends it to the primary.
-            assert (await other.get(ME, headers=account.headers)).json()["nickname"] == "Fresh"
-
-
 async def test_a_redis_restart_costs_another_process_its_copies_not_a_revocation(
     client: AsyncClient, other_process: str, stack: ServerStack
 ) -> None:
-    account, later = await signed_up(client), await signed_up(client)
-    async with httpx.AsyncClient(base_url=other_process) as other:
-        assert await served_from_copies(other, account, stack)
+    async with copying(client, other_process, stack) as (other, account, later):
         stack.redis.stop()
         try:
             # Saved, but not announced: the client is told (503), and the other process,
@@ -158,23 +150,33 @@ async def test_a_profile_change_in_another_process_shows_here_at_once(
     assert (await client.get(ME, headers=account.headers)).json()["nickname"] == "Elsewhere"
 
 
-async def test_after_a_write_in_another_process_this_one_reads_the_user_from_the_primary(
-    client: AsyncClient, other_process: str, stack: ServerStack
+@pytest.mark.parametrize("writer", ["this process", "the other process"])
+async def test_after_a_write_in_one_process_the_other_reads_the_user_from_the_primary(
+    client: AsyncClient, other_process: str, stack: ServerStack, writer: str
 ) -> None:
     account = await signed_up(client)
-    assert (await client.get(f"/api/v1/users/{account.id}", headers=account.headers)).is_success
+    async with httpx.AsyncClient(base_url=other_process) as other:
+        # The reader has the user cached: as an entry in Redis here, as a copy over there.
+        writes, reads = (client, other) if writer == "this process" else (other, client)
+        if writer == "this process":
+            assert await served_from_copies(other, account, stack)
+        else:
+            assert (
+                await client.get(f"/api/v1/users/{account.id}", headers=account.headers)
+            ).is_success
 
-    with replication_paused(stack):
-        async with httpx.AsyncClient(base_url=other_process) as other:
-            changed = await other.patch(
+        with replication_paused(stack):
+            changed = await writes.patch(
                 f"/api/v1/users/{account.id}", json={"nickname": "Fresh"}, headers=account.headers
             )
-        assert changed.status_code == 200
-        assert "Ann" in stack.replica.psql(f"SELECT nickname FROM users WHERE id = {account.id}")
+            assert changed.status_code == 200
+            assert "Ann" in stack.replica.psql(
+                f"SELECT nickname FROM users WHERE id = {account.id}"
+            )
 
-        # The replica still has the old row; the writer's own read here sees the write.
-        mine = await client.get(f"/api/v1/users/{account.id}", headers=account.headers)
-        assert mine.json()["nickname"] == "Fresh"
+            # Neither the cache nor the replica: the write's hold sends the read to the primary.
+            read = await reads.get(f"/api/v1/users/{account.id}", headers=account.headers)
+            assert read.json()["nickname"] == "Fresh"
 
 
 async def test_authenticated_reads_answer_from_the_replica_while_the_primary_is_down(
