@@ -248,7 +248,7 @@ class CacheManager:
                 CACHE_REQUESTS.labels("hit").inc()
                 if not read.held:
                     # Never beyond the entry's own expiry: the bound on a change that got a 503.
-                    ttl = min(spec.ttl, read.ttl if read.ttl is not None else spec.ttl)
+                    ttl = read.ttl or spec.ttl
                     await self._copies.put(spec.head, call_key, read.value, ttl, generation)
                 return Fetched(value, True, read.held)
             except ValueError:

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 0.5
 STALE_SECONDS = 2.0
-RESUBSCRIBE_SECONDS = 0.5
 # Bounds the memory copies take: about 80 MiB per process at worst.
 MAX_COPIES = 5_000
 MAX_COPY_BYTES = 16_384
@@ -85,6 +84,19 @@ class LocalCopies:
         self._cleared += 1
         self._store = InMemoryBackend(MAX_COPIES)
 
+    def _lose(self) -> None:
+        """No longer sure every change was heard: nothing copied so far may be served."""
+        self._current_at = -math.inf
+        self._drop_all()
+
+    def _end(self) -> asyncio.Task[None] | None:
+        """Stop serving copies; the follower task to end, if one is still running."""
+        task, self._task, self._loop = self._task, None, None
+        self._lose()
+        if task is None or task.done() or task.get_loop().is_closed():
+            return None
+        return task
+
     def follow(self, backend: RedisBackend) -> None:
         """Start hearing the changes every process makes, on this event loop."""
         if self._task is not None and not self._task.done() and not self._loop_closed():
@@ -97,19 +109,13 @@ class LocalCopies:
 
     def detach(self) -> None:
         """Stop serving copies and hearing changes (the backend they came from was replaced)."""
-        task, self._task, self._loop = self._task, None, None
-        self._current_at = -math.inf
-        self._drop_all()
-        if task is not None and not task.done() and not task.get_loop().is_closed():
+        if (task := self._end()) is not None:
             task.get_loop().call_soon_threadsafe(task.cancel)
 
     async def stop(self) -> None:
         if self._task is None or (not self._owned() and not self._loop_closed()):
             return  # another loop's resources are being released, not the copies'
-        task, self._task, self._loop = self._task, None, None
-        self._current_at = -math.inf
-        self._drop_all()
-        if task.done() or task.get_loop().is_closed():
+        if (task := self._end()) is None:
             return
         task.cancel()
         try:
@@ -130,12 +136,11 @@ class LocalCopies:
                         raise  # stopping: a failure while closing must not keep it going
                     if self._current_at > -math.inf:
                         logger.warning("cache change feed lost (%r); no copies until back", error)
-                self._current_at = -math.inf
-                self._drop_all()
-                await asyncio.sleep(RESUBSCRIBE_SECONDS)
+                self._lose()
+                # As long as a failed Redis is skipped by every other call.
+                await asyncio.sleep(backend.retry_seconds)
         finally:
-            self._current_at = -math.inf
-            self._drop_all()
+            self._lose()
 
     async def _hear(self, backend: RedisBackend) -> None:
         changes = backend.changes(HEARTBEAT_SECONDS, STALE_SECONDS)
