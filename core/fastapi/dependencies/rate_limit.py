@@ -15,6 +15,7 @@ from core.exceptions import TooManyRequestsException
 from core.fastapi.routes import route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import rate_limiter
+from core.metrics import RATE_LIMIT_REJECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ def use_tier_limits(load: LoadTierLimits) -> None:
 
 class RateLimitedException(TooManyRequestsException):
     error_code = "RATE_LIMITED"
-    detail = "Too many requests; retry later."
 
 
 class RateLimit:
@@ -64,11 +64,10 @@ class RateLimit:
             (b"ratelimit", f'"{policy}";r={hit.remaining};t={hit.reset_in}'.encode()),
         ]
         if not hit.allowed:
+            RATE_LIMIT_REJECTIONS.inc()
             raise RateLimitedException(retry_after=hit.reset_in)
 
     def _policy(self, tier: str, path: str, limits: TierLimits) -> tuple[str, RateLimitItem]:
-        """The policy's name and limit: the tier's for this path, else the route's own, else
-        the default."""
         for limited, requests, seconds in limits:
             if limited == path:
                 return tier, RateLimitItemPerSecond(requests, seconds)
@@ -84,4 +83,4 @@ async def _tier_limits(tier: str) -> TierLimits:
         return ()
 
 
-__all__ = ["RateLimit", "RateLimitedException", "TierLimits", "use_tier_limits"]
+__all__ = ["RateLimit", "RateLimitedException", "use_tier_limits"]
