@@ -18,8 +18,8 @@ from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception
 from core.fastapi.dependencies import use_tier_limits
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
+    BasicAuthMiddleware,
     BodyLimitMiddleware,
-    DocsAuthMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
@@ -27,7 +27,7 @@ from core.fastapi.middlewares import (
 from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging
-from core.metrics import MetricsMiddleware, mark_process_dead
+from core.metrics import METRICS_PATH, MetricsMiddleware, mark_process_dead
 from core.tracing import instrument_app, setup_error_reports, setup_tracing, shutdown_tracing
 
 
@@ -48,39 +48,49 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _middleware() -> list[Middleware]:
-    # Outermost first. Errors are answered inside the layers whose headers every response
-    # needs. Authentication runs inside the session scope: it routes the session.
+    # Outermost first. Every response, errors included, passes through the request id and the
+    # security headers. Authentication runs inside the session scope: it routes the session.
     middleware = [
         Middleware(RequestContextMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
+    ]
+    if config.CORS_ORIGINS:
+        # Before authentication, so preflight requests are answered without a token; around
+        # the error responses, so a browser lets the page read them.
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=config.CORS_ORIGINS,
+            # Credentials are only allowed with an explicit origin list, never with "*".
+            allow_credentials="*" not in config.CORS_ORIGINS,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+        middleware.append(cors)
+    if config.DOCS_ENABLED and config.DOCS_BASIC_AUTH:
+        docs = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
+        middleware.append(
+            Middleware(
+                BasicAuthMiddleware, paths=docs, credentials=config.DOCS_BASIC_AUTH, realm="docs"
+            )
+        )
+    if config.METRICS_ENABLED:
+        if config.METRICS_BASIC_AUTH:
+            guard = Middleware(
+                BasicAuthMiddleware,
+                paths=[METRICS_PATH],
+                credentials=config.METRICS_BASIC_AUTH,
+                realm="metrics",
+                error_code="METRICS__UNAUTHORIZED",
+            )
+            middleware.append(guard)
+        middleware.append(Middleware(MetricsMiddleware))
+    return [
+        *middleware,
         Middleware(BodyLimitMiddleware, max_bytes=config.MAX_BODY_BYTES),
         Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
     ]
-    if config.METRICS_ENABLED:
-        # Inside the layers that add headers to every response, around the error answers.
-        middleware.insert(2, Middleware(MetricsMiddleware, basic_auth=config.METRICS_BASIC_AUTH))
-    if config.CORS_ORIGINS:
-        # Before authentication, so preflight requests are answered without a token; around
-        # the error responses, so a browser lets the page read them.
-        middleware.insert(
-            2,
-            Middleware(
-                CORSMiddleware,
-                allow_origins=config.CORS_ORIGINS,
-                # Credentials are only allowed with an explicit origin list, never with "*".
-                allow_credentials="*" not in config.CORS_ORIGINS,
-                allow_methods=["*"],
-                allow_headers=["*"],
-            ),
-        )
-    if config.DOCS_ENABLED and config.DOCS_BASIC_AUTH:
-        docs = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
-        middleware.insert(
-            3, Middleware(DocsAuthMiddleware, paths=docs, credentials=config.DOCS_BASIC_AUTH)
-        )
-    return middleware
 
 
 def create_app() -> FastAPI:

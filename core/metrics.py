@@ -25,21 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import databases
-from core.exceptions.handlers import problem_response
 from core.fastapi.routes import route_template
-
-__all__ = [
-    "CACHE_REQUESTS",
-    "DB_POOL_CONNECTIONS",
-    "METRICS_PATH",
-    "RATE_LIMIT_REJECTIONS",
-    "REQUESTS_IN_PROGRESS",
-    "REQUEST_DURATION",
-    "UNMATCHED_ROUTE",
-    "MetricsMiddleware",
-    "mark_process_dead",
-    "refresh_pool_metrics",
-]
 
 METRICS_PATH = "/metrics"
 # The `route` label of requests no route matched: one series, whatever the paths.
@@ -105,15 +91,11 @@ def _exposition() -> bytes:
 
 
 class MetricsMiddleware:
-    """Records every HTTP request, labelled with its route template, and answers `/metrics`.
+    """Records every HTTP request, labelled with its route template, and answers `/metrics`
+    (before authentication: a scraper sends basic auth, never a bearer token)."""
 
-    `/metrics` is answered here, before authentication: a scraper sends basic auth
-    (`basic_auth="user:password"`), never a bearer token.
-    """
-
-    def __init__(self, app: ASGIApp, basic_auth: str | None = None) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.basic_auth = basic_auth
         # Each (method, route, status)'s series, looked up once: labels() costs more than observe().
         self._series: dict[tuple[str, str, int], Histogram] = {}
 
@@ -122,7 +104,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         if scope["path"] == METRICS_PATH and scope["method"] == "GET":
-            await self._scrape(scope, receive, send)
+            refresh_pool_metrics()
+            await Response(_exposition(), media_type=CONTENT_TYPE_LATEST)(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500
@@ -146,21 +129,3 @@ class MetricsMiddleware:
             series.observe(time.perf_counter() - started)
             if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:
                 refresh_pool_metrics()
-
-    async def _scrape(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Imported here: the middlewares package imports the cache, which imports this module.
-        from core.fastapi.middlewares.docs_auth import basic_credentials_match
-
-        headers = [value for key, value in scope["headers"] if key == b"authorization"]
-        header = headers[0] if len(headers) == 1 else None
-        if self.basic_auth and not basic_credentials_match(header, self.basic_auth):
-            response: Response = problem_response(
-                401,
-                "METRICS__UNAUTHORIZED",
-                "The metrics need the scraper's basic-auth credentials.",
-                headers={"WWW-Authenticate": 'Basic realm="metrics"'},
-            )
-        else:
-            refresh_pool_metrics()
-            response = Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
-        await response(scope, receive, send)

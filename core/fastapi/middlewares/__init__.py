@@ -1,17 +1,16 @@
 from core.fastapi.middlewares.authentication import AuthenticationMiddleware, authenticate
+from core.fastapi.middlewares.basic_auth import BasicAuthMiddleware
 from core.fastapi.middlewares.body_limit import BodyLimitMiddleware
-from core.fastapi.middlewares.docs_auth import DocsAuthMiddleware, basic_credentials_match
 from core.fastapi.middlewares.request_context import RequestContextMiddleware
 from core.fastapi.middlewares.security_headers import SecurityHeadersMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
 
 __all__ = [
     "AuthenticationMiddleware",
+    "BasicAuthMiddleware",
     "BodyLimitMiddleware",
-    "DocsAuthMiddleware",
     "RequestContextMiddleware",
     "SQLAlchemyMiddleware",
     "SecurityHeadersMiddleware",
     "authenticate",
-    "basic_credentials_match",
 ]

@@ -22,13 +22,23 @@ def basic_credentials_match(header: bytes | None, expected: str) -> bool:
     return secrets.compare_digest(given, expected.encode())
 
 
-class DocsAuthMiddleware:
-    """Puts `paths` (the API docs) behind HTTP basic auth with `credentials` (`user:password`)."""
+class BasicAuthMiddleware:
+    """Puts `paths` (the API docs, the metrics) behind HTTP basic auth with `credentials`
+    (`user:password`); a refusal is a 401 problem with `error_code`."""
 
-    def __init__(self, app: ASGIApp, paths: Collection[str], credentials: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: Collection[str],
+        credentials: str,
+        realm: str,
+        error_code: str = "UNAUTHORIZED",
+    ) -> None:
         self.app = app
         self.paths = frozenset(paths)
         self.credentials = credentials
+        self.realm = realm
+        self.error_code = error_code
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in self.paths:
@@ -37,9 +47,9 @@ class DocsAuthMiddleware:
             if not basic_credentials_match(header, self.credentials):
                 response = problem_response(
                     401,
-                    "UNAUTHORIZED",
-                    "The API documentation needs a user name and password.",
-                    headers={"WWW-Authenticate": 'Basic realm="docs", charset="UTF-8"'},
+                    self.error_code,
+                    f"The {self.realm} need a user name and password.",
+                    headers={"WWW-Authenticate": f'Basic realm="{self.realm}", charset="UTF-8"'},
                 )
                 await response(scope, receive, send)
                 return

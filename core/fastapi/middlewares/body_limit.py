@@ -45,8 +45,6 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except _BodyTooLarge:
-            pass
         except Exception:
             if not too_large:
                 raise
