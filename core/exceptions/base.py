@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import ClassVar
 
 
 class CustomException(Exception):
@@ -13,17 +13,10 @@ class CustomException(Exception):
     error_code: ClassVar[str] = "BAD_REQUEST"
     detail: str = "The request cannot be processed."
 
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         if detail is not None:
             self.detail = detail
         self.headers = headers or {}
-        self.extra = extra or {}
         super().__init__(self.detail)
 
 

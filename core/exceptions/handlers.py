@@ -24,10 +24,8 @@ from core.exceptions import (
 
 logger = logging.getLogger(__name__)
 
-# May mean "the database cannot be reached now"; SQLite says so of a missing table too.
-DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
+# Errors outside the driver's that mean "the database cannot be reached now".
+_DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.TimeoutError,
     sa_exc.DisconnectionError,
     ConnectionError,
@@ -69,18 +67,14 @@ def problem_response(
 
 
 def problem_from(exc: CustomException) -> ProblemResponse:
-    return problem_response(
-        exc.status_code, exc.error_code, exc.detail, headers=exc.headers, **exc.extra
-    )
+    return problem_response(exc.status_code, exc.error_code, exc.detail, headers=exc.headers)
 
 
-async def _custom(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, CustomException)
+async def _custom(request: Request, exc: CustomException) -> Response:
     return problem_from(exc)
 
 
-async def _validation(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+async def _validation(request: Request, exc: RequestValidationError) -> Response:
     errors = [
         {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
         for error in exc.errors()
@@ -98,8 +92,7 @@ _HTTP_DETAILS = {
 }
 
 
-async def _http(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
     status = HTTPStatus(exc.status_code)
     default = _HTTP_DETAILS.get(status, status.phrase + ".")
     detail = exc.detail if exc.detail and exc.detail != status.phrase else default
@@ -129,7 +122,7 @@ def is_database_unavailable(error: BaseException) -> bool:
             or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
             or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
         )
-    return isinstance(error, DATABASE_UNAVAILABLE_ERRORS)
+    return isinstance(error, _DATABASE_UNAVAILABLE_ERRORS)
 
 
 def database_problem(error: Exception) -> CustomException | None:
@@ -189,9 +182,9 @@ class UnhandledErrorMiddleware:
 
 
 def install_exception_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(CustomException, _custom)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.exception_handler(CustomException)(_custom)
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(StarletteHTTPException)(_http)
     # Database and other unexpected errors are answered by UnhandledErrorMiddleware, one place
     # for routes and middleware; this catches what escapes it (the middleware around it).
     app.add_exception_handler(Exception, _server_error)
