@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
@@ -47,8 +47,7 @@ class RoutingState:
     """Per-session routing and transaction bookkeeping, kept in `Session.info`."""
 
     use_writer: bool = False
-    wrote: bool = False
-    depth: int = 0
+    in_transaction: bool = False
     rollback_only: BaseException | None = None
     read_from_reader: bool = False
     after_commit: list[AfterCommit] = field(default_factory=list)
@@ -75,14 +74,11 @@ class RoutingSession(Session):
     def get_bind(self, mapper: Any = None, *, clause: Any = None, **kwargs: Any) -> Engine:
         # A flush asks with its INSERT/UPDATE/DELETE, or with no clause at all: never a plain read.
         state = routing_state(self)
-        plain_read = _is_plain_read(clause)
         if not state.use_writer:
-            if plain_read:
+            if _is_plain_read(clause):
                 state.read_from_reader = True
                 return databases.reader.sync_engine
             state.use_writer = True
-        if not plain_read:
-            state.wrote = True
         return databases.writer.sync_engine
 
 
@@ -91,7 +87,7 @@ def _reload_rows_first_read_from_the_reader(execute_state: ORMExecuteState) -> N
     # Objects loaded from the replica earlier in this unit of work keep their old values in the
     # identity map; a transaction re-selecting them must see the writer's values instead.
     state = routing_state(execute_state.session)
-    if state.depth > 0 and state.read_from_reader and execute_state.is_select:
+    if state.in_transaction and state.read_from_reader and execute_state.is_select:
         execute_state.update_execution_options(populate_existing=True)
 
 
@@ -145,35 +141,15 @@ async def close_session() -> None:
         await session.remove()
 
 
-@asynccontextmanager
-async def session_factory(*, use_writer: bool = False) -> AsyncIterator[AsyncSession]:
-    """An independent session, e.g. one per coroutine under `asyncio.gather`.
-
-    It routes like `session`. What it wrote is committed when the block ends without an error
-    and rolled back when it raises.
-    """
-    async with _make_session() as independent:
-        state = routing_state(independent.sync_session)
-        state.use_writer = use_writer
-        try:
-            yield independent
-            if state.wrote or independent.new or independent.dirty or independent.deleted:
-                await independent.commit()
-        except BaseException:
-            await independent.rollback()
-            raise
+def session_factory() -> AbstractAsyncContextManager[AsyncSession]:
+    """An independent session routed like `session`, e.g. one per coroutine under
+    `asyncio.gather`: committed when the block ends without an error, rolled back on one."""
+    return _make_session.begin()
 
 
 def use_writer() -> None:
     """Send the rest of this unit of work to the writer, e.g. reads that decide a login."""
     routing_state(session().sync_session).use_writer = True
-
-
-def _current_state() -> RoutingState | None:
-    """The routing state of this unit of work's session, if it has one yet."""
-    if _scope_id.get() is None or not session.registry.has():
-        return None
-    return routing_state(session().sync_session)
 
 
 def in_unit_of_work() -> bool:
@@ -183,13 +159,10 @@ def in_unit_of_work() -> bool:
 
 def _transaction_state() -> RoutingState | None:
     """The routing state of the `@Transactional` block the current code runs in, if any."""
-    state = _current_state()
-    return state if state is not None and state.depth > 0 else None
-
-
-def in_transaction() -> bool:
-    """Whether the current code runs inside a `@Transactional` block."""
-    return _transaction_state() is not None
+    if _scope_id.get() is None or not session.registry.has():
+        return None
+    state = routing_state(session().sync_session)
+    return state if state.in_transaction else None
 
 
 async def after_commit(callback: AfterCommit) -> None:
@@ -262,16 +235,13 @@ class Transactional:
         async def transactional(*args: P.args, **kwargs: P.kwargs) -> R:
             current = session()
             state = routing_state(current.sync_session)
-            if state.depth > 0:  # nested: join the outer transaction
-                state.depth += 1
+            if state.in_transaction:  # nested: join the outer transaction
                 try:
                     return await func(*args, **kwargs)
                 except BaseException as error:
                     state.rollback_only = state.rollback_only or error
                     raise
-                finally:
-                    state.depth -= 1
-            state.use_writer, state.depth = True, 1
+            state.use_writer, state.in_transaction = True, True
             try:
                 result = await func(*args, **kwargs)
                 if state.rollback_only is not None:
@@ -286,7 +256,7 @@ class Transactional:
                 await current.rollback()
                 raise
             finally:
-                state.depth, state.rollback_only, state.batches = 0, None, {}
+                state.in_transaction, state.rollback_only, state.batches = False, None, {}
             callbacks, state.after_commit = state.after_commit, []
             await _run_after_commit(callbacks)
             return result
