@@ -22,7 +22,8 @@ from httpx import ASGITransport, AsyncClient
 from core.config import load_config, reset_config
 from core.db import databases, session_scope
 from core.helpers.cache import Cache, RedisBackend
-from core.helpers.rate_limiter import RETRY_SECONDS, rate_limiter
+from core.helpers.cache.redis_backend import RETRY_SECONDS
+from core.helpers.rate_limiter import rate_limiter
 from tests.servers import ServerStack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent

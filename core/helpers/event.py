@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
 
-from fastapi_event import BaseEvent
+from fastapi_event import BaseEvent as BaseEvent  # re-exported: modules subclass it
 from fastapi_event.handler import EventHandlerValidator
 from pydantic import BaseModel
 
@@ -25,8 +25,7 @@ class EventOutsideUnitOfWorkError(RuntimeError):
 
 
 class EventDispatcher:
-    def __init__(self) -> None:
-        self._validator = EventHandlerValidator()
+    _validator = EventHandlerValidator()
 
     async def store(self, event: type[BaseEvent], parameter: BaseModel | None = None) -> None:
         """Run `event` once the current transaction commits (at once outside a transaction)."""
@@ -70,11 +69,3 @@ class DomainEvent(BaseEvent):
 
 
 event_handler = EventDispatcher()
-
-__all__ = [
-    "BaseEvent",
-    "DomainEvent",
-    "EventDispatcher",
-    "EventOutsideUnitOfWorkError",
-    "event_handler",
-]

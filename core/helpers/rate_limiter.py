@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from core.helpers.cache.base import CacheUnavailableError, bounded
 from core.helpers.cache.cache_manager import Cache
 from core.helpers.cache.memory_backend import InMemoryBackend
-from core.helpers.cache.redis_backend import RETRY_SECONDS, RedisBackend
+from core.helpers.cache.redis_backend import RedisBackend
 
 logger = logging.getLogger(__name__)
 
@@ -118,5 +118,3 @@ class RateLimiter:
 
 
 rate_limiter = RateLimiter()
-
-__all__ = ["RETRY_SECONDS", "Hit", "RateLimiter", "rate_limiter"]

@@ -28,8 +28,7 @@ def hold_key(head: str, tail: str) -> str:
 
 
 class VersionedRead(NamedTuple):
-    """A namespace's version, whether the namespace or the entry is held, the entry, and the
-    seconds it has left when the store can tell."""
+    """What get_versioned reads in one go; `ttl`: the entry's seconds left, if the store tells."""
 
     version: int
     held: bool
@@ -54,9 +53,6 @@ class BaseBackend(ABC):
     @abstractmethod
     async def delete_startswith(self, prefix: str) -> None: ...
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return [await self.get(key) for key in keys]
-
     async def delete(self, key: str) -> None:
         # Removing more than asked only costs a miss; stores with an exact delete override it.
         await self.delete_startswith(key)
@@ -72,11 +68,8 @@ class BaseBackend(ABC):
         return True
 
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
-        """The version of namespace `head`, whether it or its entry `tail` is held, and the
-        entry."""
-        version, held, entry_held = await self.get_many(
-            [f"{head}:version", f"{head}:hold", hold_key(head, tail)]
-        )
+        keys = (f"{head}:version", f"{head}:hold", hold_key(head, tail))
+        version, held, entry_held = [await self.get(key) for key in keys]
         number = int(version or 0)
         value = await self.get(versioned_key(head, number, tail))
         return VersionedRead(number, held is not None or entry_held is not None, value)

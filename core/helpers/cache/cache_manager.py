@@ -12,16 +12,11 @@ namespace costs one increment whatever its size, and never scans the keyspace: e
 versions are never read again and expire. Every removal a commit causes goes to the backend in
 one round trip, after the commit.
 
-One hold rule: what a change touched is held for `hold_seconds()`, and a call that meets a
-hold stores nothing and tells its caller (`Fetched.held`, so the caller can read from the
-writer). A removal also drops what it touched, so held calls run the function: rows read from
-a lagging replica, or by a read that began before the change, never make it back into the
-cache. `hold` alone keeps the value (it is still right; a write came near it). A result is
-stored only where nothing is (never over a removed entry), and only by a call shorter than the
-hold.
-
-With a Redis backend, an API process also keeps local copies of what it read (`LocalCopies`),
-dropped by the announcement every change makes: a hit then costs no round trip at all.
+One hold rule: what a change touched is held for `hold_seconds()`; a call that meets a hold
+stores nothing and reports `Fetched.held` (so its caller can read from the writer). A removal
+also drops the entry, so rows read from a lagging replica never make it back; `hold` alone keeps
+it. A result is stored only where nothing is (never over a TOMBSTONE), and only by a call
+shorter than the hold. With a Redis backend, hits are also copied per process (local_copies.py).
 """
 
 from __future__ import annotations
@@ -126,7 +121,7 @@ class CacheManager:
 
     def __init__(self) -> None:
         self._backend: BaseBackend | None = None
-        self._key_maker: BaseKeyMaker = DefaultKeyMaker()
+        self.key_maker: BaseKeyMaker = DefaultKeyMaker()
         self._flights = SingleFlight()
         self._copies = LocalCopies()
 
@@ -138,7 +133,7 @@ class CacheManager:
                 self._copies.detach()  # copies of the old backend's entries, and its changes
             self._backend = backend
         if key_maker is not None:
-            self._key_maker = key_maker
+            self.key_maker = key_maker
 
     @property
     def backend(self) -> BaseBackend:
@@ -148,10 +143,6 @@ class CacheManager:
             else:
                 self._backend = InMemoryBackend()
         return self._backend
-
-    @property
-    def key_maker(self) -> BaseKeyMaker:
-        return self._key_maker
 
     def follow_changes(self) -> None:
         """Keep local copies of hits on this event loop, for as long as every change is heard
@@ -171,8 +162,6 @@ class CacheManager:
         """In a forked child process: drop the parent's connections without closing them."""
         if self._backend is not None:
             self._backend.forget_inherited()
-
-    # --- caching -------------------------------------------------------------------------
 
     def cached(
         self,
@@ -213,7 +202,7 @@ class CacheManager:
         return typing.cast(Fetched[R], await self._fetch(spec, args, kwargs))
 
     async def _fetch(self, spec: CachedFunction, args: Any, kwargs: Any) -> Fetched[Any]:
-        call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
+        call_key = self.key_maker.make(spec.function, args, kwargs, spec.exclude)
         copies = self._copies
         if copies.usable() and (copy := await copies.get(spec.head, call_key)) is not None:
             CACHE_REQUESTS.labels("hit").inc()
@@ -274,8 +263,6 @@ class CacheManager:
         except Exception as error:
             logger.warning("cache write failed for %s (%r)", spec.namespace, error)
 
-    # --- invalidation --------------------------------------------------------------------
-
     async def remove_by_prefix(self, prefix: str) -> None:
         """Drop every entry cached under `prefix`; inside a transaction, once it commits."""
         await self._remove(Removal(f"cache:{prefix}"))
@@ -302,7 +289,7 @@ class CacheManager:
         self, function: Callable[..., Any], args: Any, kwargs: Any, hold_only: bool = False
     ) -> Removal:
         spec, args = _spec_of(function, args)
-        call_key = self._key_maker.make(spec.function, args, kwargs, spec.exclude)
+        call_key = self.key_maker.make(spec.function, args, kwargs, spec.exclude)
         return Removal(spec.head, call_key, hold_only)
 
     async def _remove(self, removal: Removal) -> None:
@@ -338,7 +325,5 @@ def _spec_of(function: Callable[..., Any], args: Any) -> tuple[CachedFunction, A
         args = (function.__self__, *args)
     return spec, args
 
-
-__all__ = ["Cache", "CacheManager", "ChangeNotPropagatedException", "Fetched"]
 
 Cache = CacheManager()

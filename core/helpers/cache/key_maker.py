@@ -30,14 +30,6 @@ def _signature(function: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(function)
 
 
-def _bound(
-    function: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    bound = _signature(function).bind(*args, **kwargs)
-    bound.apply_defaults()
-    return bound.arguments
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -61,9 +53,11 @@ class DefaultKeyMaker(BaseKeyMaker):
         kwargs: Mapping[str, Any],
         exclude: frozenset[str],
     ) -> str:
+        bound = _signature(function).bind(*args, **kwargs)
+        bound.apply_defaults()
         values = {
             name: value
-            for name, value in _bound(function, args, kwargs).items()
+            for name, value in bound.arguments.items()
             if name not in exclude
             and name not in ("self", "cls")
             and not isinstance(value, INJECTED_TYPES)

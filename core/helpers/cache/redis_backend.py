@@ -25,13 +25,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# One immediate retry on a fresh connection: a pooled connection that died with a Redis restart
-# must not fail the call that happens to pick it. Every Redis client of the API uses it, but
-# the subscription to changes.
-RETRY_DEAD_CONNECTIONS: dict[str, Any] = {
-    "retry": Retry(NoBackoff(), retries=1),
-    "retry_on_error": [RedisConnectionError],
-}
 # Where every change (removals and holds) is announced, for processes that keep local copies.
 CHANGES_CHANNEL = "cache:changes"
 # How long a Redis that failed is skipped before it is tried again.
@@ -77,7 +70,10 @@ class RedisBackend(BaseBackend):
                 timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                **RETRY_DEAD_CONNECTIONS,
+                # One immediate retry on a fresh connection: a pooled connection that died
+                # with a Redis restart must not fail the call that happens to pick it.
+                retry=Retry(NoBackoff(), retries=1),
+                retry_on_error=[RedisConnectionError],
             )
             client = self._clients[loop] = Redis(connection_pool=pool)
         return client
@@ -116,14 +112,9 @@ class RedisBackend(BaseBackend):
 
     async def delete_startswith(self, prefix: str) -> None:
         async def scan_and_delete(redis: Redis) -> None:
-            batch: list[bytes] = []
-            async for key in redis.scan_iter(match=_escape_glob(prefix) + "*", count=500):
-                batch.append(key)
-                if len(batch) >= 500:
-                    await redis.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await redis.unlink(*batch)
+            match = _escape_glob(prefix) + "*"
+            if keys := [key async for key in redis.scan_iter(match=match, count=500)]:
+                await redis.unlink(*keys)
 
         await self.call(scan_and_delete)
 
