@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, cast, get_args
 
 from limits import parse
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Env = Literal["local", "dev", "prod", "test"]
@@ -90,11 +90,6 @@ class Settings(BaseSettings):
     OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
     SENTRY_DSN: str | None = None
 
-    @field_validator("METRICS_ENABLED", mode="after")
-    @classmethod
-    def _metrics_default(cls, value: bool | None, info: ValidationInfo) -> bool:
-        return value if value is not None else info.data.get("ENV") != "prod"
-
     # Rate limits (RateLimit): on or off, the limit of routes without one, the default tiers.
     RATE_LIMIT_ENABLED: bool = True
     RATE_LIMIT_DEFAULT: str = "60/minute"
@@ -136,6 +131,8 @@ class Settings(BaseSettings):
             self.CELERY_TASK_ALWAYS_EAGER = self.CELERY_BROKER_URL is None
         if self.DOCS_ENABLED is None:
             self.DOCS_ENABLED = self.ENV != "prod"
+        if self.METRICS_ENABLED is None:
+            self.METRICS_ENABLED = self.ENV != "prod"
         if self.MAIL_BACKEND is None:
             # dev points at the compose stack's Mailpit (SMTP_HOST/SMTP_PORT defaults).
             self.MAIL_BACKEND = "console" if self.ENV == "local" else "smtp"

@@ -21,14 +21,6 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-__all__ = [
-    "instrument_app",
-    "setup_error_reports",
-    "setup_tracing",
-    "shutdown_tracing",
-    "trace_engine",
-]
-
 # Where a connection keeps the spans of its statements under way (Connection.info is ours).
 _SPANS = "otel_spans"
 

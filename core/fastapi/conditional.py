@@ -37,6 +37,3 @@ def if_match_versions(request: Request) -> list[int] | None:
     if header is None or header.strip() == "*":
         return None
     return [int(m[1]) for tag in _tags(header) if (m := _VERSION_TAG.match(tag))]
-
-
-__all__ = ["etag", "if_match_versions", "with_etag"]

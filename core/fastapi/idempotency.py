@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -48,16 +47,29 @@ class IdempotencyUnavailableException(ServiceUnavailableException):
     detail = "Idempotency keys cannot be checked now; retry later (or send none)."
 
 
-@dataclass
 class Idempotent:
-    request: Request
-    key: str | None
+    """A route's `Idempotency-Key` header, and `run` to answer through it."""
+
+    def __init__(
+        self,
+        request: Request,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                min_length=1,
+                max_length=255,
+                pattern=r"^[\x21-\x7e]+$",
+                description="Send the same key to retry safely: the first answer is replayed.",
+            ),
+        ] = None,
+    ) -> None:
+        self.request = request
+        self.key = idempotency_key
 
     async def run(
         self, call: Callable[[], Awaitable[Any]], model: type[BaseModel], status_code: int
     ) -> Response:
-        """Answer with `call()`'s result as `model`, or with the answer already recorded for
-        this key."""
         if self.key is None:
             return _response(await call(), model, status_code)
         fingerprint = hashlib.sha256(await self.request.body()).hexdigest()
@@ -79,17 +91,14 @@ class Idempotent:
             # Only answers are recorded: after a failure the client may retry with the key.
             await _forget(store)
             raise
-        answer = {"fingerprint": fingerprint, "status": status_code, "body": response.body}
+        body = bytes(response.body).decode()
+        answer = orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
         try:
-            await bounded(lambda: backend.set(store, _encode(answer), REPLAY_SECONDS))
+            await bounded(lambda: backend.set(store, answer, REPLAY_SECONDS))
         except CacheUnavailableError as error:
             # Done and answered; the key stays in use until RUNNING_SECONDS have passed.
             logger.warning("idempotent answer not recorded: %s", error)
         return response
-
-
-def _encode(answer: dict[str, Any]) -> bytes:
-    return orjson.dumps({**answer, "body": answer["body"].decode()})
 
 
 def _response(value: Any, model: type[BaseModel], status_code: int) -> Response:
@@ -118,29 +127,4 @@ async def _forget(store: str) -> None:
         logger.warning("idempotency key %s stays in use until it expires", store)
 
 
-async def idempotent(
-    request: Request,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Send the same key to retry safely: the first answer is replayed.",
-        ),
-    ] = None,
-) -> Idempotent:
-    return Idempotent(request, idempotency_key)
-
-
-Idempotency = Annotated[Idempotent, Depends(idempotent)]
-
-__all__ = [
-    "Idempotency",
-    "IdempotencyKeyInUseException",
-    "IdempotencyKeyReusedException",
-    "IdempotencyUnavailableException",
-    "Idempotent",
-    "idempotent",
-]
+Idempotency = Annotated[Idempotent, Depends()]

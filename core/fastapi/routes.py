@@ -31,6 +31,3 @@ def route_template(scope: Scope) -> str | None:
         )
         known = _templates[id(route)] = (route, template)
     return known[1]
-
-
-__all__ = ["route_template"]

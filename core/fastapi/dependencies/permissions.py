@@ -59,9 +59,6 @@ class HasPermission(BasePermission):
     async def has_permission(self, request: Request) -> bool:
         return bool(request.user.has_permission(self.code))
 
-    def __repr__(self) -> str:
-        return f"HasPermission({self.code!r})"
-
 
 class AnyOf(BasePermission):
     def __init__(self, *permissions: type[BasePermission] | BasePermission) -> None:
