@@ -18,6 +18,7 @@ from core.config import load_config
 from core.fastapi.dependencies import RateLimit
 from core.helpers.cache import Cache, RedisBackend
 from core.helpers.cache.cache_manager import hold_seconds
+from tests.core.test_metrics import scrape, value
 from tests.helpers import Account, signed_up
 from tests.servers import ServerStack
 from tests.test_main import api_process
@@ -113,10 +114,14 @@ async def test_a_route_limit_refuses_with_429_retry_after_in_the_problem_envelop
         return {"ok": True}
 
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        before = await scrape(http)
         statuses = [(await http.post("/test-only/limited")).status_code for _ in range(3)]
         refused = await http.post("/test-only/limited")
+        after = await scrape(http)
 
     assert statuses == [200, 200, 200]
+    rejections = "rate_limit_rejections_total"
+    assert value(after, rejections) == value(before, rejections) + 1
     assert refused.status_code == 429
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["error_code"] == "RATE_LIMITED"
