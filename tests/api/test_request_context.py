@@ -4,9 +4,13 @@ import json
 import logging
 
 import pytest
-from httpx import AsyncClient
+from fastapi import APIRouter, Depends, FastAPI
+from httpx import ASGITransport, AsyncClient
+from starlette.types import Receive, Scope, Send
 
-from core.logging import JSONFormatter
+from core.fastapi.dependencies import Logging
+from core.fastapi.schemas.current_user import CurrentUser
+from core.logging import ContextFilter, JSONFormatter
 from tests.helpers import signed_up
 
 
@@ -54,3 +58,33 @@ async def test_one_access_log_line_per_request_with_id_and_user(
     assert formatted["request_id"] == "trace-me"
     assert formatted["user_id"] == account.id
     assert formatted["message"] == "GET /api/v1/users/me 200"
+
+
+@pytest.mark.parametrize(("user", "logged"), [(None, "-"), (CurrentUser(id=42), 42)])
+async def test_logging_binds_the_caller_on_an_app_without_the_auth_middleware(
+    user: CurrentUser | None, logged: object
+) -> None:
+    seen: list[object] = []
+    app = FastAPI()
+    router = APIRouter(dependencies=[Depends(Logging())])
+
+    @router.get("/who")
+    async def who() -> dict[str, bool]:
+        record = logging.LogRecord("test", logging.INFO, "", 0, "", None, None)
+        ContextFilter().filter(record)
+        seen.append(record.user_id)
+        return {"ok": True}
+
+    app.include_router(router)
+
+    async def authenticated_elsewhere(scope: Scope, receive: Receive, send: Send) -> None:
+        if user is not None:
+            scope["user"] = user
+        await app(scope, receive, send)
+
+    transport = ASGITransport(app=authenticated_elsewhere)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/who")
+
+    assert response.status_code == 200
+    assert seen == [logged]

@@ -10,7 +10,8 @@ __all__ = ["Logging"]
 
 
 class Logging:
-    """Puts the caller's id in the log context, on routers served without the auth middleware."""
+    """Puts the caller's id in the log context, on apps served without the auth middleware (the
+    user another authentication left in the scope; none: anonymous)."""
 
     async def __call__(self, request: Request) -> None:
-        user_id_var.set(request.user.id)
+        user_id_var.set(getattr(request.scope.get("user"), "id", None))
