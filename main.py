@@ -89,7 +89,6 @@ def main(
     os.environ["ENV"] = env
     if debug:
         os.environ["DEBUG"] = "true"
-        os.environ["LOG_LEVEL"] = "DEBUG"
     try:
         settings = load_config()
     except (ConfigError, ValueError) as error:

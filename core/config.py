@@ -133,6 +133,8 @@ class Settings(BaseSettings):
             self.DOCS_ENABLED = self.ENV != "prod"
         if self.METRICS_ENABLED is None:
             self.METRICS_ENABLED = self.ENV != "prod"
+        if self.DEBUG and "LOG_LEVEL" not in self.model_fields_set:
+            self.LOG_LEVEL = "DEBUG"
         if self.MAIL_BACKEND is None:
             # dev points at the compose stack's Mailpit (SMTP_HOST/SMTP_PORT defaults).
             self.MAIL_BACKEND = "console" if self.ENV == "local" else "smtp"

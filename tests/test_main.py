@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import main
-from core.config import reset_config
+from core.config import Settings, reset_config
 from tests.servers import ServerStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +89,13 @@ def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("unconfigured")
+def test_debug_means_debug_logs_unless_a_level_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    assert Settings(ENV="local", DEBUG=True).LOG_LEVEL == "DEBUG"
+    assert Settings(ENV="local", DEBUG=True, LOG_LEVEL="warning").LOG_LEVEL == "WARNING"
+    assert Settings(ENV="local").LOG_LEVEL == "INFO"
+
+
 def test_unknown_env_is_rejected() -> None:
     result = CliRunner().invoke(main.main, ["--env", "production"])
 
