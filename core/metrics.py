@@ -56,7 +56,7 @@ CACHE_REQUESTS = Counter(
     "cache_requests_total", "Reads of cached functions, by outcome.", ["result"]
 )
 RATE_LIMIT_REJECTIONS = Counter(
-    "rate_limit_rejections", "Requests refused with 429 by a rate limit."
+    "rate_limit_rejections", "Requests refused with 429 by a rate limit or a login throttle."
 )
 
 _pools_read_at = 0.0
@@ -127,5 +127,7 @@ class MetricsMiddleware:
             if series is None:
                 series = self._series[key] = REQUEST_DURATION.labels(key[0], key[1], str(status))
             series.observe(time.perf_counter() - started)
+            if status == 429:  # every limit answers so: RateLimit and the account throttles
+                RATE_LIMIT_REJECTIONS.inc()
             if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:
                 refresh_pool_metrics()

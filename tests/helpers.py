@@ -10,6 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 from httpx import AsyncClient, Response
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.user import User
 from tests.servers import ServerStack
@@ -119,3 +120,25 @@ class PostReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def scrape(client: AsyncClient, **options: object) -> Samples:
+    response = await client.get("/metrics", **options)  # type: ignore[arg-type]
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)

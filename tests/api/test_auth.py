@@ -11,7 +11,7 @@ from httpx import AsyncClient
 
 from core.config import config
 from core.security.tokens import encode_token
-from tests.helpers import PASSWORD, Account, login, signed_up, unique_email
+from tests.helpers import PASSWORD, Account, login, scrape, signed_up, unique_email, value
 from tests.servers import ServerStack
 
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
@@ -218,6 +218,7 @@ async def test_logout_needs_authentication(client: AsyncClient) -> None:
 
 async def test_repeated_failures_lock_that_account_only(client: AsyncClient) -> None:
     target, bystander = await signed_up(client), await signed_up(client)
+    rejections_before = value(await scrape(client), "rate_limit_rejections_total")
 
     statuses = [(await login(client, target.email, "wrong guess")).status_code for _ in range(5)]
     locked = await login(client, target.email, PASSWORD)
@@ -231,6 +232,8 @@ async def test_repeated_failures_lock_that_account_only(client: AsyncClient) -> 
     for _ in range(40):
         assert (await login(client, target.email, "wrong guess")).status_code == 429
     assert (await login(client, bystander.email)).status_code == 200
+    rejections = value(await scrape(client), "rate_limit_rejections_total")
+    assert rejections == rejections_before + 41
 
 
 async def test_many_accounts_failing_from_one_address_lock_the_address(

@@ -18,8 +18,7 @@ from core.config import load_config
 from core.fastapi.dependencies import RateLimit
 from core.helpers.cache import Cache, RedisBackend
 from core.helpers.cache.cache_manager import hold_seconds
-from tests.core.test_metrics import scrape, value
-from tests.helpers import Account, signed_up
+from tests.helpers import Account, scrape, signed_up, value
 from tests.servers import ServerStack
 from tests.test_main import api_process
 

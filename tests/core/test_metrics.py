@@ -15,33 +15,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from core.config import Settings
 from core.helpers.cache import Cache, RedisBackend
+from tests.helpers import Samples, parse, scrape, value
 from tests.servers import ServerStack, free_ports
 from tests.test_main import ROOT, bare_environment, start_server, wait_until_serving
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-async def scrape(client: AsyncClient, **options: object) -> Samples:
-    response = await client.get("/metrics", **options)  # type: ignore[arg-type]
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return parse(response.text)
 
 
 def request_count(samples: Samples, method: str, route: str, status: str) -> float:

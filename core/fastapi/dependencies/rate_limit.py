@@ -15,7 +15,6 @@ from core.exceptions import TooManyRequestsException
 from core.fastapi.routes import route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import rate_limiter
-from core.metrics import RATE_LIMIT_REJECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +63,6 @@ class RateLimit:
             (b"ratelimit", f'"{policy}";r={hit.remaining};t={hit.reset_in}'.encode()),
         ]
         if not hit.allowed:
-            RATE_LIMIT_REJECTIONS.inc()
             raise RateLimitedException(retry_after=hit.reset_in)
 
     def _policy(self, tier: str, path: str, limits: TierLimits) -> tuple[str, RateLimitItem]:
