@@ -3,6 +3,8 @@ metrics label a request with and what a tier's rate limit names."""
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
@@ -13,10 +15,12 @@ _templates: dict[int, tuple[Any, str]] = {}
 
 
 def route_template(scope: Scope) -> str | None:
-    """ "/api/v1/users/{user_id}" for the route that matched the request; None when none did."""
+    """ "/api/v1/users/{user_id}" for the route that matched the request, or whose path it has
+    when it was refused before routing (a bad token, a body too large); None for no route."""
     route = scope.get("route")
     if route is None:
-        return None
+        path = scope.get("path", "")
+        return next((t for regex, t in _path_templates(scope["app"]) if regex.match(path)), None)
     known = _templates.get(id(route))
     if known is None:
         # The matched route no longer knows the prefixes it was included under
@@ -31,3 +35,12 @@ def route_template(scope: Scope) -> str | None:
         )
         known = _templates[id(route)] = (route, template)
     return known[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _path_templates(app: Any) -> tuple[tuple[re.Pattern[str], str], ...]:
+    return tuple(
+        (context.path_regex, context.path_format)
+        for context in iter_route_contexts(app.routes)
+        if getattr(context, "path_regex", None) is not None and context.path_format
+    )

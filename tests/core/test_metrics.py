@@ -36,6 +36,8 @@ async def test_requests_are_counted_per_route_template_never_per_raw_path(
     await client.get("/health")
     await client.get("/api/v1/users/123")  # no token: 401, but the route matched
     await client.get("/api/v1/users/456")
+    # Refused by the authentication middleware, before routing: still labelled by its route.
+    await client.get("/api/v1/users/789", headers={"Authorization": "Bearer not-a-token"})
     await client.get("/no/such/path/789")
     await client.request("MADE-UP", "/health")  # 405
     after = await scrape(client)
@@ -47,7 +49,7 @@ async def test_requests_are_counted_per_route_template_never_per_raw_path(
 
     assert grew("GET", "/health", "200") == 2
     # The template includes the prefix the router was included under.
-    assert grew("GET", "/api/v1/users/{user_id}", "401") == 2
+    assert grew("GET", "/api/v1/users/{user_id}", "401") == 3
     assert grew("GET", "unmatched", "404") == 1
     assert grew("OTHER", "/health", "405") == 1
     routes = {dict(labels).get("route") or "" for _, labels in after}
