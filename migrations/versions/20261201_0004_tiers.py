@@ -11,6 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from core.config import config
+
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
@@ -66,14 +68,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_tiers")),
     )
     op.create_index("ix_user_tiers_tier_id", "user_tiers", ["tier_id"])
-    # The defaults of RATE_LIMIT_ANONYMOUS_TIER and DEFAULT_TIER.
-    op.bulk_insert(
-        tiers,
-        [
-            {"name": "anonymous", "description": "Callers without a token."},
-            {"name": "free", "description": "Users who were not given another tier."},
-        ],
-    )
+    # The tiers RATE_LIMIT_ANONYMOUS_TIER and DEFAULT_TIER name, as set when migrating.
+    seeded = {
+        config.RATE_LIMIT_ANONYMOUS_TIER: "Callers without a token.",
+        config.DEFAULT_TIER: "Users who were not given another tier.",
+    }
+    op.bulk_insert(tiers, [{"name": n, "description": d} for n, d in seeded.items()])
 
 
 def downgrade() -> None:

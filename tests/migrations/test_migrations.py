@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
+from core.config import load_config
 from tests.conftest import alembic_config
 from tests.servers import ServerStack
 
@@ -49,3 +51,15 @@ def test_stairway_on_the_embedded_sqlite(tmp_path: Path) -> None:
 def test_models_and_migrations_agree_on_the_test_database(stack: ServerStack) -> None:
     # alembic check raises when autogenerate would produce any operation.
     command.check(alembic_config(stack.primary.dsn()))
+
+
+def test_the_tiers_the_settings_name_exist_after_migrating(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tiers.db'}"
+    load_config(RATE_LIMIT_ANONYMOUS_TIER="guests", DEFAULT_TIER="basic")
+    try:
+        command.upgrade(alembic_config(url), "head")
+    finally:
+        load_config()
+    with sqlite3.connect(tmp_path / "tiers.db") as database:
+        names = {name for (name,) in database.execute("SELECT name FROM tiers")}
+    assert names == {"guests", "basic"}
