@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,23 +165,23 @@ def stop(server: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def api_process(**env: str) -> Iterator[str]:
-    """Another API process on the suite's databases and Redis (`env` on top); its base URL."""
+def api_process(**dotenv: str) -> Iterator[str]:
+    """Another API process on the suite's databases and Redis, started as `main.py --env test`
+    from a directory whose `.env` holds `dotenv`; its base URL."""
     port = free_port()
-    server = start_server(
-        [
-            *("-m", "uvicorn", "app.server:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ],
-        ROOT,
-        {**os.environ, **env},
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base_url, server)
-        yield base_url
-    finally:
-        stop(server)
+    with tempfile.TemporaryDirectory() as workdir:
+        (Path(workdir) / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+        server = start_server(
+            [str(ROOT / "main.py"), "--env", "test", "--host", "127.0.0.1", "--port", str(port)],
+            Path(workdir),
+            {**os.environ, "LOG_LEVEL": "WARNING"},
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_serving(base_url, server)
+            yield base_url
+        finally:
+            stop(server)
 
 
 def test_a_fresh_clone_serves_at_once_and_persists_across_restarts(tmp_path: Path) -> None:
