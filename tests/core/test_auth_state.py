@@ -1,4 +1,4 @@
-"""How the authentication middleware reads auth states under concurrency."""
+"""How the authentication middleware reads auth states under concurrency, through the real query."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from core.db import session_factory
 from core.fastapi.middlewares import authenticate
 from core.security.auth_state import (
     AuthState,
+    LoadAuthState,
     forget_auth_state,
     hold_auth_state,
     use_auth_state_loader,
 )
 from core.security.tokens import encode_token, new_token_id
+from tests.helpers import new_user
 
 LOAD_SECONDS = 0.05
 
@@ -27,56 +30,69 @@ def bearer(user_id: int) -> bytes:
 
 
 class CountingLoads:
-    """The database query for auth states, slow enough for requests to overlap it."""
+    """The application's auth-state query, counted, and slow enough for requests to overlap it."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: LoadAuthState) -> None:
+        self.load = load
         self.user_ids: list[int] = []
 
-    async def __call__(self, user_id: int) -> AuthState:
+    async def __call__(self, user_id: int) -> AuthState | None:
         self.user_ids.append(user_id)
         await asyncio.sleep(LOAD_SECONDS)
-        return AuthState(active=True)
+        return await self.load(user_id)
 
 
 @pytest.fixture
 def loads() -> Iterator[CountingLoads]:
     from app.auth import load_auth_state
 
-    counting = CountingLoads()
+    counting = CountingLoads(load_auth_state)
     use_auth_state_loader(counting)
     yield counting
     use_auth_state_loader(load_auth_state)
 
 
-async def test_concurrent_requests_of_one_user_share_one_load(loads: CountingLoads) -> None:
-    results = await asyncio.gather(*(authenticate(bearer(7)) for _ in range(20)))
+@pytest.fixture
+async def user_id() -> int:
+    """A user on the writer, whose auth state the query reads."""
+    async with session_factory() as independent:
+        user = new_user()
+        independent.add(user)
+        await independent.flush()
+        return user.id
 
-    assert [user.id for user, _ in results] == [7] * 20
+
+async def test_concurrent_requests_of_one_user_share_one_load(
+    loads: CountingLoads, user_id: int
+) -> None:
+    results = await asyncio.gather(*(authenticate(bearer(user_id)) for _ in range(20)))
+
+    assert [user.id for user, _ in results] == [user_id] * 20
     assert all(read_on_writer for _, read_on_writer in results)  # loaded, not cached
-    assert loads.user_ids == [7]
-    user, read_on_writer = await authenticate(bearer(7))
-    assert (user.id, read_on_writer) == (7, False)  # now from the cache
-    assert loads.user_ids == [7]
+    assert loads.user_ids == [user_id]
+    user, read_on_writer = await authenticate(bearer(user_id))
+    assert (user.id, read_on_writer) == (user_id, False)  # now from the cache
+    assert loads.user_ids == [user_id]
 
 
 async def test_a_request_after_a_change_does_not_join_a_load_begun_before_it(
-    loads: CountingLoads,
+    loads: CountingLoads, user_id: int
 ) -> None:
-    before = asyncio.create_task(authenticate(bearer(8)))
+    before = asyncio.create_task(authenticate(bearer(user_id)))
     await asyncio.sleep(LOAD_SECONDS / 5)  # its load is under way
-    await forget_auth_state(8)  # a change to user 8
-    await authenticate(bearer(8))
+    await forget_auth_state(user_id)  # a change to the user
+    await authenticate(bearer(user_id))
     await before
 
-    assert loads.user_ids == [8, 8]
+    assert loads.user_ids == [user_id, user_id]
 
 
 async def test_after_a_write_the_user_reads_from_the_writer_without_reloading(
-    loads: CountingLoads,
+    loads: CountingLoads, user_id: int
 ) -> None:
-    await authenticate(bearer(9))
-    assert (await authenticate(bearer(9)))[1] is False  # cached: reads may use the replica
-    await hold_auth_state(9)  # a commit made for user 9
-    user, read_on_writer = await authenticate(bearer(9))
-    assert (user.id, read_on_writer) == (9, True)
-    assert loads.user_ids == [9]  # the state itself did not change: no new load
+    await authenticate(bearer(user_id))
+    assert (await authenticate(bearer(user_id)))[1] is False  # cached: reads may use the replica
+    await hold_auth_state(user_id)  # a commit made for the user
+    user, read_on_writer = await authenticate(bearer(user_id))
+    assert (user.id, read_on_writer) == (user_id, True)
+    assert loads.user_ids == [user_id]  # the state itself did not change: no new load
