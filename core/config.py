@@ -29,7 +29,12 @@ class ConfigError(ValueError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", validate_default=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+        # `NAME=` in .env or the environment means "use the default", as .env.example shows.
+        env_ignore_empty=True,
     )
 
     ENV: Env = "local"

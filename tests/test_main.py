@@ -97,6 +97,14 @@ def test_debug_means_debug_logs_unless_a_level_is_given(monkeypatch: pytest.Monk
     assert Settings(ENV="local").LOG_LEVEL == "INFO"
 
 
+def test_a_blank_setting_means_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("METRICS_ENABLED", "METRICS_BASIC_AUTH", "CELERY_TASK_ALWAYS_EAGER"):
+        monkeypatch.setenv(name, "")
+    settings = Settings(ENV="local")
+    assert settings.METRICS_ENABLED is True
+    assert settings.METRICS_BASIC_AUTH is None
+
+
 def test_unknown_env_is_rejected() -> None:
     result = CliRunner().invoke(main.main, ["--env", "production"])
 
