@@ -338,6 +338,28 @@ class PostgresServer:
         self.stop()
         self.start()
 
+    def _processes(self) -> list[int]:
+        """The postmaster and its children (backends, walsender or walreceiver, ...)."""
+        postmaster = self.postmaster_pid()
+        assert postmaster is not None, f"{self.name} is not running"
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """Hang the server (SIGSTOP): connections stay open, nothing is answered."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
     def write_settings(self, settings: dict[str, str]) -> None:
         # Appended, so these win over anything earlier in the file (including initdb's defaults
         # and, on a replica, the primary's copied values).

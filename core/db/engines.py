@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -41,6 +41,14 @@ def _libpq_dsn(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _connect_args() -> dict[str, Any]:
+    return {
+        "timeout": config.DB_CONNECT_TIMEOUT,
+        "command_timeout": config.DB_COMMAND_TIMEOUT,
+        "server_settings": PG_SERVER_SETTINGS,
+    }
+
+
 def _engine_options(url: URL) -> dict[str, Any]:
     if _is_sqlite(url):
         # The embedded default: one file, many readers, one writer at a time. A busy writer
@@ -53,10 +61,7 @@ def _engine_options(url: URL) -> dict[str, Any]:
         "pool_use_lifo": True,
         "pool_timeout": config.DB_POOL_TIMEOUT,
         "pool_recycle": 1800,
-        "connect_args": {
-            "timeout": config.DB_CONNECT_TIMEOUT,
-            "server_settings": PG_SERVER_SETTINGS,
-        },
+        "connect_args": _connect_args(),
     }
 
 
@@ -68,6 +73,13 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
     worker between tasks) may not have noticed: a connection idle for over IDLE_PING_SECONDS is
     pinged first.
     """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if isinstance(context.original_exception, TimeoutError):
+            # The server did not answer in time: the connection may be mid-statement, so it
+            # is not reused.
+            context.is_disconnect = True
 
     @event.listens_for(engine.sync_engine, "checkin")
     def _on_checkin(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -119,33 +131,41 @@ class ReaderFallback:
         return time.monotonic() < self.down_until
 
     async def connect(self) -> asyncpg.Connection:
-        options = {"timeout": config.DB_CONNECT_TIMEOUT, "server_settings": PG_SERVER_SETTINGS}
+        options = _connect_args()
         if not self.reader_is_down:
             try:
                 return await asyncpg.connect(self.reader_dsn, **options)
             except (TimeoutError, OSError, asyncpg.PostgresError) as error:
-                self.down_until = time.monotonic() + self.retry_seconds
-                logger.warning(
-                    "read replica unreachable (%s: %s); reads use the writer for %.0f s",
-                    type(error).__name__,
-                    error,
-                    self.retry_seconds,
-                )
+                self.mark_down(error)
         connection = await asyncpg.connect(self.writer_dsn, **options)
         self._writer_connections.add(connection)
         return connection
 
+    def mark_down(self, error: BaseException) -> None:
+        self.down_until = time.monotonic() + self.retry_seconds
+        logger.warning(
+            "read replica unreachable (%s: %s); reads use the writer for %.0f s",
+            type(error).__name__,
+            error,
+            self.retry_seconds,
+        )
+
     def install(self, reader_engine: AsyncEngine) -> None:
+        @event.listens_for(reader_engine.sync_engine, "handle_error")
+        def _replica_did_not_answer(context: ExceptionContext) -> None:
+            # While the replica is up, every connection of this pool is a replica connection.
+            if isinstance(context.original_exception, TimeoutError) and not self.reader_is_down:
+                self.mark_down(context.original_exception)
+
         @event.listens_for(reader_engine.sync_engine, "checkout")
-        def _leave_writer_when_replica_may_be_back(
+        def _switch_between_replica_and_writer(
             dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
         ) -> None:
-            if (
-                dbapi_connection.driver_connection in self._writer_connections
-                and not self.reader_is_down
-            ):
-                # The pool discards this connection and opens a new one through connect().
-                raise DisconnectionError("retrying the read replica")
+            on_writer = dbapi_connection.driver_connection in self._writer_connections
+            if on_writer != self.reader_is_down:
+                # The pool discards this connection and opens a new one through connect(): on
+                # the replica once it may be back, on the writer while it is down.
+                raise DisconnectionError("switching between the replica and the writer")
 
 
 @dataclass

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from core.db import databases, session, session_scope
+from core.helpers.cache import Cache
 from tests.helpers import registration, signed_up
 from tests.servers import ServerStack
 
@@ -106,3 +108,67 @@ async def test_a_request_gets_503_not_a_hang_while_the_primary_is_down(
         stack.wait_for_replica()
 
     assert (await client.post("/api/v1/users", json=registration())).status_code == 201
+
+
+@pytest.fixture
+async def short_timeouts(settings: Callable[..., None]) -> AsyncIterator[None]:
+    """Engines whose connects and statements give up after a second, as a hung server needs."""
+    settings(DB_COMMAND_TIMEOUT=1, DB_CONNECT_TIMEOUT=1)
+    await databases.dispose()
+    yield
+    await databases.dispose()  # the next use builds engines with the usual settings
+
+
+async def test_a_hung_replica_sends_reads_to_the_primary_and_they_return_after_it(
+    stack: ServerStack, short_timeouts: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert await read_runs_on_replica()  # a replica connection in the pool
+    fallback = databases.reader_fallback
+    assert fallback is not None
+    fallback.retry_seconds = 1.0
+    caplog.set_level(logging.WARNING)
+
+    stack.replica.freeze()
+    try:
+        started = time.monotonic()
+        outcomes: list[object] = []
+        for _ in range(3):
+            try:
+                outcomes.append(await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS))
+            except Exception as error:  # at most the read that met the hang fails
+                outcomes.append(type(error).__name__)
+        # A hung replica costs the reads that meet it a timeout each, then they use the primary.
+        assert outcomes[1:] == [False, False], outcomes
+        assert time.monotonic() - started < 5
+        assert "read replica unreachable" in caplog.text
+    finally:
+        stack.replica.thaw()
+
+    await asyncio.sleep(fallback.retry_seconds + 0.1)
+    assert await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS)
+
+
+async def test_a_hung_primary_gets_writes_a_503_and_authenticated_reads_keep_working(
+    stack: ServerStack, client: AsyncClient, short_timeouts: None
+) -> None:
+    account = await signed_up(client)
+    stack.wait_for_replica()
+    # No cached auth state, and no hold left by the sign-up: the state must be read now.
+    await Cache.backend.client.flushdb()  # type: ignore[attr-defined]
+
+    stack.primary.freeze()
+    try:
+        write = await asyncio.wait_for(
+            client.post("/api/v1/users", json=registration()), HANG_GUARD_SECONDS
+        )
+        read = await asyncio.wait_for(
+            client.get(f"/api/v1/users/{account.id}", headers=account.headers),
+            HANG_GUARD_SECONDS,
+        )
+    finally:
+        stack.primary.thaw()
+
+    assert write.status_code == 503
+    assert write.json()["error_code"] == "DATABASE_UNAVAILABLE"
+    assert read.status_code == 200
+    assert read.json()["id"] == account.id
