@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
 from http import HTTPStatus
 from typing import Any
@@ -28,9 +27,9 @@ logger = logging.getLogger(__name__)
 _DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.TimeoutError,
     sa_exc.DisconnectionError,
-    ConnectionError,
+    # Refused, unreachable, unknown host, or all of a name's addresses failing at once.
+    OSError,
     TimeoutError,
-    socket.gaierror,
 )
 
 # A schema older than the code: PostgreSQL's undefined table and column, SQLite's words for them.

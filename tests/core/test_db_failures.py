@@ -172,3 +172,21 @@ async def test_a_hung_primary_gets_writes_a_503_and_authenticated_reads_keep_wor
     assert write.json()["error_code"] == "DATABASE_UNAVAILABLE"
     assert read.status_code == 200
     assert read.json()["id"] == account.id
+
+
+async def test_a_database_host_that_cannot_be_reached_is_a_503(
+    client: AsyncClient, settings: Callable[..., None]
+) -> None:
+    # A documentation-only address: "no route to host" (or a timeout), not "connection refused".
+    unreachable = "postgresql+asyncpg://app@[2001:db8::1]:5432/app"
+    settings(WRITER_DB_URL=unreachable, READER_DB_URL=unreachable, DB_CONNECT_TIMEOUT=2)
+    await databases.dispose()
+    try:
+        response = await asyncio.wait_for(
+            client.post("/api/v1/users", json=registration()), HANG_GUARD_SECONDS
+        )
+    finally:
+        await databases.dispose()
+
+    assert response.status_code == 503
+    assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
