@@ -24,7 +24,7 @@ router = APIRouter(
     dependencies=[Depends(PermissionDependency([IsAuthenticated, IsAdmin]))],
 )
 
-TierName = Annotated[str, Path(max_length=64)]
+TierName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
 
 
 class UnknownPathException(UnprocessableEntityException):

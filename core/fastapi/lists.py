@@ -8,16 +8,26 @@ import base64
 import operator
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
-from sqlalchemy import ColumnElement, Select, TypeDecorator, and_, func, or_, select
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
+from sqlalchemy import BigInteger, ColumnElement, Select, TypeDecorator, and_, func, or_, select
 
 from core.db import session
 from core.exceptions import BadRequestException
+from core.helpers.validators import PlainText
 
 M = TypeVar("M", bound=BaseModel)
 # Filter operators: `field=v`, `field__in=a,b`, `field__gte=v`, `field__lte=v`, `field__contains=v`.
@@ -67,6 +77,13 @@ class ListField:
     filters: Sequence[str] = ()
 
 
+def _in_utc_range(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC) if value.tzinfo is not None else value
+    except OverflowError as error:
+        raise ValueError("is out of range once in UTC") from error
+
+
 def _invalid(parameter: str, message: str) -> RequestValidationError:
     return RequestValidationError(
         [{"loc": ("query", parameter), "msg": message, "type": "value_error"}]
@@ -91,11 +108,21 @@ class ListSpec:
         }
         self.dependency = self._dependency()
 
-    def _type(self, name: str) -> type:
+    def _type(self, name: str) -> Any:
+        """The column's Python type, limited to what the column can hold: a value beyond it is a
+        client's mistake (422, or a bad cursor), not a database error."""
         sql_type = self.fields[name].column.type
         if isinstance(sql_type, TypeDecorator):
             sql_type = sql_type.impl_instance  # a decorated type's own python_type is `object`
-        return sql_type.python_type
+        python_type = sql_type.python_type
+        if python_type is int:
+            bits = 64 if isinstance(sql_type, BigInteger) else 32
+            return Annotated[int, Field(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+        if python_type is str:
+            return PlainText
+        if python_type is datetime:
+            return Annotated[datetime, AfterValidator(_in_utc_range)]
+        return python_type
 
     def _parse_sort(self, text: str) -> tuple[str, ...]:
         sort: list[str] = []
@@ -162,8 +189,9 @@ class ListSpec:
             ),
         }
         for parameter, (name, op) in self.filters.items():
-            kind: Any = str if op in ("in", "contains") else self._type(name)
-            fields[parameter] = (kind | None, Field(None, max_length=4096) if kind is str else None)
+            kind: Any = PlainText if op in ("in", "contains") else self._type(name)
+            limit = Field(None, max_length=4096) if kind is PlainText else None
+            fields[parameter] = (kind | None, limit)
         # One model for every parameter: validated in one call, and an unknown one is refused.
         parameters_model = create_model(
             "ListParameters", __config__=ConfigDict(extra="forbid"), **fields

@@ -61,6 +61,9 @@ async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
         url, json={"nickname": "Second"}, headers=user.headers | {"If-Match": stale}
     )
     empty = await client.patch(url, json={}, headers=user.headers | {"If-Match": stale})
+    beyond = await client.patch(  # no row version is this large
+        url, json={"nickname": "Big"}, headers=user.headers | {"If-Match": '"3000000000"'}
+    )
     weak = await client.patch(
         url,
         json={"nickname": "Third"},
@@ -74,7 +77,7 @@ async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
 
     assert current.status_code == 200
     assert current.headers["etag"] != stale
-    for response in (refused, empty, weak):
+    for response in (refused, empty, beyond, weak):
         assert response.status_code == 412, response.text
         assert response.json()["error_code"] == "PRECONDITION_FAILED"
     assert matching.status_code == 200

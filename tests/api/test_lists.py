@@ -7,6 +7,7 @@ from uuid import uuid4
 import pytest
 from httpx import AsyncClient
 
+from app.post import POST_LIST
 from tests.helpers import Account, registration, signed_up
 from tests.servers import ServerStack
 
@@ -154,6 +155,9 @@ async def test_filters_by_flag_and_time_range(client: AsyncClient, stack: Server
         ({"sort": "id,-id"}, 422, "sort"),
         ({"is_admin": "maybe"}, 422, "is_admin"),
         ({"created_at__gte": "yesterday"}, 422, "created_at__gte"),
+        # Values the database would refuse are refused here first.
+        ({"email__contains": "a\x00b"}, 422, "email__contains"),
+        ({"created_at__gte": "0001-01-01T00:00:00+01:00"}, 422, "created_at__gte"),
         ({"page": 0}, 422, "page"),
         ({"page": 1, "cursor": "x"}, 422, "page"),
     ],
@@ -191,6 +195,31 @@ async def test_a_cursor_made_for_another_sort_is_a_400(
     assert other.status_code == 400
     assert other.json()["error_code"] == "INVALID_CURSOR"
     assert "cursor" in other.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "code"),
+    [
+        ({"author_id": str(2**70)}, 422, "VALIDATION_ERROR"),
+        (
+            {"sort": "id", "cursor": POST_LIST.encode_cursor(("id",), [2**63])},
+            400,
+            "INVALID_CURSOR",
+        ),
+        (
+            {"sort": "title", "cursor": POST_LIST.encode_cursor(("title", "id"), ["a\x00", 1])},
+            400,
+            "INVALID_CURSOR",
+        ),
+    ],
+)
+async def test_values_beyond_a_column_are_a_4xx_not_a_database_error(
+    client: AsyncClient, params: dict[str, Any], status: int, code: str
+) -> None:
+    response = await client.get("/api/v1/posts", params=params)
+
+    assert response.status_code == status, response.text
+    assert response.json()["error_code"] == code
 
 
 async def test_the_list_parameters_are_in_the_openapi_document(client: AsyncClient) -> None:

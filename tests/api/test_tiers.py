@@ -85,12 +85,14 @@ async def test_bad_tier_input_is_refused_and_nothing_is_written(
         TIERS, json={"name": tier_name(), "description": "a\x00b"}, headers=admin.headers
     )
     no_tier = await client.get(f"{TIERS}/{tier_name()}/rate-limits", headers=admin.headers)
+    nul_in_path = await client.get(f"{TIERS}/a%00b/rate-limits", headers=admin.headers)
 
     assert unknown_path.status_code == 422
     assert unknown_path.json()["error_code"] == "TIER__UNKNOWN_PATH"
     assert zero.status_code == 422
     assert bad_name.status_code == 422
     assert control.status_code == 422
+    assert nul_in_path.status_code == 422
     assert no_tier.status_code == 404
     assert no_tier.json()["error_code"] == "TIER__NOT_FOUND"
     assert (await client.get(url, headers=admin.headers)).json() == []
