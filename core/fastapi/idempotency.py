@@ -17,6 +17,7 @@ import orjson
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
+from core.db import Transactional, after_commit
 from core.exceptions import (
     ConflictException,
     ServiceUnavailableException,
@@ -85,20 +86,35 @@ class Idempotent:
         except CacheUnavailableError as error:
             logger.warning("idempotency key store unavailable: %s", error)
             raise IdempotencyUnavailableException() from error
-        try:
+        committed = False
+
+        @Transactional()  # the route's own transaction joins this one
+        async def answer() -> Response:
             response = _response(await call(), model, status_code)
-        except BaseException:
-            # Only answers are recorded: after a failure the client may retry with the key.
-            await _forget(store)
-            raise
-        body = bytes(response.body).decode()
-        answer = orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
+            body = bytes(response.body).decode()
+            record = orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
+
+            async def remember() -> None:
+                # After the commit, whatever other after-commit work does: a retry must replay
+                # this answer, not do the work again, even if this request ends with a 503.
+                nonlocal committed
+                committed = True
+                try:
+                    await bounded(lambda: backend.set(store, record, REPLAY_SECONDS))
+                except CacheUnavailableError as error:
+                    # The key stays in use until RUNNING_SECONDS have passed.
+                    logger.warning("idempotent answer not recorded: %s", error)
+
+            await after_commit(remember)
+            return response
+
         try:
-            await bounded(lambda: backend.set(store, answer, REPLAY_SECONDS))
-        except CacheUnavailableError as error:
-            # Done and answered; the key stays in use until RUNNING_SECONDS have passed.
-            logger.warning("idempotent answer not recorded: %s", error)
-        return response
+            return await answer()
+        except BaseException:
+            if not committed:
+                # Nothing was saved: the client may retry with the key.
+                await _forget(store)
+            raise
 
 
 def _response(value: Any, model: type[BaseModel], status_code: int) -> Response:

@@ -5,11 +5,16 @@ import base64
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from httpx import ASGITransport, AsyncClient, Response
+from starlette.responses import Response as StarletteResponse
 
+from app.user import User, UserRead
 from core.config import load_config
-from tests.helpers import Account, registration, signed_up, unique_email
+from core.db import Transactional, after_commit, session
+from core.fastapi.idempotency import Idempotency
+from core.helpers.cache import ChangeNotPropagatedException
+from tests.helpers import Account, new_user, registration, signed_up, unique_email
 from tests.servers import ServerStack
 
 USERS = "/api/v1/users"
@@ -267,6 +272,46 @@ async def test_a_failed_request_does_not_keep_its_key(client: AsyncClient) -> No
     assert duplicate.status_code == 409
     assert duplicate.json()["error_code"] == "USER__DUPLICATE_EMAIL"
     assert retried.status_code == 201
+
+
+async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_answer(
+    stack: ServerStack,
+) -> None:
+    from app.server import create_app
+
+    app = create_app()
+    announcing_fails = True
+
+    @Transactional()
+    async def create(email: str) -> User:
+        user = new_user(email)
+        session.add(user)
+        await session.flush()
+
+        async def announce() -> None:  # e.g. a cache removal or a task the broker refused
+            if announcing_fails:
+                raise ChangeNotPropagatedException()
+
+        await after_commit(announce)
+        return user
+
+    @app.post("/test-only/users")
+    async def make(request: Request, idempotency: Idempotency) -> StarletteResponse:
+        email = (await request.json())["email"]
+        return await idempotency.run(lambda: create(email), UserRead, 201)
+
+    email, headers = unique_email(), {"Idempotency-Key": "committed-then-503"}
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        first = await http.post("/test-only/users", json={"email": email}, headers=headers)
+        announcing_fails = False
+        retried = await http.post("/test-only/users", json={"email": email}, headers=headers)
+
+    assert first.status_code == 503
+    assert first.json()["error_code"] == "CHANGE_NOT_PROPAGATED"
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotency-replayed"] == "true"
+    assert retried.json()["email"] == email
+    assert stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "1"
 
 
 async def test_with_redis_down_a_request_with_a_key_is_refused_and_nothing_is_written(
