@@ -49,6 +49,7 @@ class AccountService:
         used = await self.tokens.use(token, Purpose.RESET_PASSWORD)
         if used is None:
             raise InvalidEmailTokenException()
+        await self.tokens.revoke(used.user_id)
         # The link reached the mailbox, so the address is verified too.
         values = {
             "password_hash": password_hash,
@@ -99,6 +100,7 @@ class AccountService:
         # Deleted accounts keep their address reserved, so they count as taken.
         if await self.users.email_taken(new_email):
             raise DuplicateEmailException()
+        await self.tokens.revoke(user_id, Purpose.CHANGE_EMAIL)  # only the latest request counts
         token = await self.tokens.issue(user_id, Purpose.CHANGE_EMAIL, new_email)
         await mail_link(
             new_email, "confirm_email_change", user.nickname, "/confirm-email-change", token
@@ -118,6 +120,7 @@ class AccountService:
             changed = await self._change(user.id, {"email": used.new_email, "is_verified": True})
         except IntegrityError as error:
             raise DuplicateEmailException() from error
+        await self.tokens.revoke(user.id)  # links mailed to the old address
         await self._notice(old_email, nickname, used.new_email, "completed")
         return changed
 

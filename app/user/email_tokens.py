@@ -74,6 +74,19 @@ class EmailTokenRepository:
         row = (await session.execute(statement)).one_or_none()
         return None if row is None else UsedToken(*row)
 
+    async def revoke(self, user_id: int, *purposes: Purpose) -> None:
+        """End the user's unused tokens (of `purposes`; none given: all): a link mailed before
+        the password, the sessions or the address changed must not act on the account after."""
+        statement = (
+            update(EmailToken)
+            .where(EmailToken.user_id == user_id, EmailToken.used_at.is_(None))
+            .values(used_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if purposes:
+            statement = statement.where(EmailToken.purpose.in_(purposes))
+        await session.execute(statement)
+
 
 async def mail_link(to: str, template: str, nickname: str, path: str, token: str) -> None:
     """Queue a mail with the frontend link for `token`; inside a transaction it is published

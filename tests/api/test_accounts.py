@@ -290,6 +290,57 @@ async def test_an_email_change_applies_only_once_confirmed_from_the_new_address(
     assert (await login(client, account.email)).status_code == 401
 
 
+async def test_a_password_reset_ends_a_pending_email_change(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    new_email = registration()["email"]
+    asked = await client.patch(
+        f"/api/v1/users/{account.id}",
+        json={"email": new_email, "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    change = token_in(await mail_to(stack.smtp, new_email, CONFIRM_CHANGE), "/confirm-email-change")
+    await client.post("/api/v1/auth/forgot-password", json={"email": account.email})
+    reset_token = token_in(await mail_to(stack.smtp, account.email, RESET), "/reset-password")
+    reset = await client.post(
+        "/api/v1/auth/reset-password", json={"token": reset_token, "password": NEW_PASSWORD}
+    )
+
+    # Whoever asked for the change before the owner took the account back gets nothing.
+    confirmed = await client.post("/api/v1/auth/confirm-email-change", json={"token": change})
+
+    assert asked.status_code == 200
+    assert reset.status_code == 204
+    assert confirmed.status_code == 400
+    assert confirmed.json()["error_code"] == "AUTH__INVALID_EMAIL_TOKEN"
+    assert (await login(client, account.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_an_email_change_ends_reset_links_sent_to_the_old_address(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    await client.post("/api/v1/auth/forgot-password", json={"email": account.email})
+    old_link = token_in(await mail_to(stack.smtp, account.email, RESET), "/reset-password")
+    new_email = registration()["email"]
+    await client.patch(
+        f"/api/v1/users/{account.id}",
+        json={"email": new_email, "current_password": PASSWORD},
+        headers=account.headers,
+    )
+    change = token_in(await mail_to(stack.smtp, new_email, CONFIRM_CHANGE), "/confirm-email-change")
+    confirmed = await client.post("/api/v1/auth/confirm-email-change", json={"token": change})
+
+    reset = await client.post(
+        "/api/v1/auth/reset-password", json={"token": old_link, "password": NEW_PASSWORD}
+    )
+
+    assert confirmed.status_code == 200
+    assert reset.status_code == 400
+    assert (await login(client, new_email)).status_code == 200
+
+
 async def test_an_email_change_to_a_taken_address_is_409(client: AsyncClient) -> None:
     account, other = await signed_up(client), await signed_up(client)
 
