@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -21,17 +22,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def flower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Flower as `make flower` starts it, with basic auth from FLOWER_BASIC_AUTH."""
+@contextlib.contextmanager
+def running_flower(log: Path, **env: str) -> Iterator[str]:
+    """Flower as `make flower` starts it, with `env` on top of this process's; its URL."""
     port = free_port()
-    log: Path = tmp_path_factory.mktemp("flower") / "flower.log"
-    flower = CeleryProcess(
-        [*flower_command(), "--port", str(port)],
-        log,
-        ROOT,
-        {**os.environ, "FLOWER_BASIC_AUTH": ":".join(AUTH)},
-    )
+    base = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    flower = CeleryProcess([*flower_command(), "--port", str(port)], log, ROOT, base | env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -45,6 +41,20 @@ def flower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         flower.stop()
+
+
+@pytest.fixture(scope="module")
+def flower(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """With basic auth from FLOWER_BASIC_AUTH."""
+    log = tmp_path_factory.mktemp("flower") / "flower.log"
+    with running_flower(log, FLOWER_BASIC_AUTH=":".join(AUTH)) as url:
+        yield url
+
+
+def test_without_a_password_flowers_api_stays_closed(tmp_path: Path) -> None:
+    # Open, any web page a developer visits could drive it on 127.0.0.1.
+    with running_flower(tmp_path / "flower.log") as url:
+        assert httpx.get(f"{url}/api/workers", timeout=10).status_code == 401
 
 
 def test_flower_needs_its_password(flower: str) -> None:
