@@ -17,6 +17,7 @@ DEFAULT_JWT_SECRET = "change-me-local-development-only-secret"
 MIN_PROD_SECRET_LENGTH = 32
 
 EMBEDDED_DB_URL = "sqlite+aiosqlite:///./app.db"
+TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 # The docker compose stack's published ports (docker/docker-compose.yml).
 DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
 DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
@@ -101,8 +102,9 @@ class Settings(BaseSettings):
     # Rate limits (RateLimit): on or off, the limit of routes without one, the default tiers.
     RATE_LIMIT_ENABLED: bool = True
     RATE_LIMIT_DEFAULT: str = "60/minute"
-    RATE_LIMIT_ANONYMOUS_TIER: str = "anonymous"
-    DEFAULT_TIER: str = "free"
+    # Tier names as the tiers API takes them: migrating creates both.
+    RATE_LIMIT_ANONYMOUS_TIER: str = Field(default="anonymous", pattern=TIER_NAME_PATTERN)
+    DEFAULT_TIER: str = Field(default="free", pattern=TIER_NAME_PATTERN)
 
     @field_validator("RATE_LIMIT_DEFAULT")
     @classmethod

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 import main
 from core.config import Settings, reset_config
@@ -103,6 +104,13 @@ def test_a_blank_setting_means_its_default(monkeypatch: pytest.MonkeyPatch) -> N
     settings = Settings(ENV="local")
     assert settings.METRICS_ENABLED is True
     assert settings.METRICS_BASIC_AUTH is None
+
+
+def test_default_tier_names_must_be_names_the_tiers_api_takes() -> None:
+    with pytest.raises(ValidationError, match="DEFAULT_TIER"):
+        Settings(ENV="local", DEFAULT_TIER="Pro Tier")
+    with pytest.raises(ValidationError, match="RATE_LIMIT_ANONYMOUS_TIER"):
+        Settings(ENV="local", RATE_LIMIT_ANONYMOUS_TIER="Guests")
 
 
 def test_unknown_env_is_rejected() -> None:

@@ -15,6 +15,7 @@ from app.tier import (
     TierRead,
     tier_service,
 )
+from core.config import TIER_NAME_PATTERN
 from core.exceptions import UnprocessableEntityException
 from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency, RateLimit
 
@@ -24,7 +25,7 @@ router = APIRouter(
     dependencies=[Depends(PermissionDependency([IsAuthenticated, IsAdmin]))],
 )
 
-TierName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+TierName = Annotated[str, Path(pattern=TIER_NAME_PATTERN)]
 
 
 class UnknownPathException(UnprocessableEntityException):

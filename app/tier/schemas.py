@@ -4,9 +4,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.config import TIER_NAME_PATTERN
 from core.helpers.validators import PlainText
 
-TierName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
+TierName = Annotated[str, Field(pattern=TIER_NAME_PATTERN)]
 
 
 class TierCreate(BaseModel):

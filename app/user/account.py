@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from app.mail import send_mail
-from app.user.email_tokens import EmailTokenRepository, Purpose, mail_link
+from app.user.email_tokens import CREDENTIAL_LINKS, EmailTokenRepository, Purpose, mail_link
 from app.user.exceptions import (
     DuplicateEmailException,
     InvalidEmailTokenException,
@@ -49,7 +49,7 @@ class AccountService:
         used = await self.tokens.use(token, Purpose.RESET_PASSWORD)
         if used is None:
             raise InvalidEmailTokenException()
-        await self.tokens.revoke(used.user_id)
+        await self.tokens.revoke(used.user_id, *CREDENTIAL_LINKS)
         # The link reached the mailbox, so the address is verified too.
         values = {
             "password_hash": password_hash,

@@ -23,6 +23,11 @@ class Purpose(StrEnum):
     CHANGE_EMAIL = "change_email"
 
 
+# The links that act on an account's password or address: they end when the password or the
+# sessions change (a verification link only confirms the address it was sent to).
+CREDENTIAL_LINKS = (Purpose.RESET_PASSWORD, Purpose.CHANGE_EMAIL)
+
+
 class UsedToken(NamedTuple):
     user_id: int
     new_email: str | None

@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from app.user.email_tokens import EmailTokenRepository
+from app.user.email_tokens import CREDENTIAL_LINKS, EmailTokenRepository
 from app.user.events import (
     UserCreated,
     UserCreatedParameter,
@@ -111,7 +111,7 @@ class UserService:
             # Every token of the user dies with the old password.
             values |= {"password_hash": new_hash, "token_version": User.token_version + 1}
             await forget_auth_state(user_id)
-            await EmailTokenRepository().revoke(user_id)
+            await EmailTokenRepository().revoke(user_id, *CREDENTIAL_LINKS)
         if not values:
             return await self.current(user_id, versions)
         row = await self.repository.update(user_id, values, versions)
@@ -179,7 +179,7 @@ class UserService:
     async def end_all_sessions(self, user_id: int) -> None:
         await self.repository.bump_token_version(user_id)
         await forget_auth_state(user_id)
-        await EmailTokenRepository().revoke(user_id)
+        await EmailTokenRepository().revoke(user_id, *CREDENTIAL_LINKS)
 
 
 user_service = UserService()

@@ -112,9 +112,15 @@ class RedisBackend(BaseBackend):
 
     async def delete_startswith(self, prefix: str) -> None:
         async def scan_and_delete(redis: Redis) -> None:
-            match = _escape_glob(prefix) + "*"
-            if keys := [key async for key in redis.scan_iter(match=match, count=500)]:
-                await redis.unlink(*keys)
+            # In batches: a prefix may cover more keys than one command should carry.
+            batch: list[bytes] = []
+            async for key in redis.scan_iter(match=_escape_glob(prefix) + "*", count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                await redis.unlink(*batch)
 
         await self.call(scan_and_delete)
 
