@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     # How long a request waits for a pooled connection or a new one before it gets a 503.
     DB_POOL_TIMEOUT: float = Field(default=5.0, gt=0)
     DB_CONNECT_TIMEOUT: float = Field(default=3.0, gt=0)
-    # A statement the server has not answered by then fails (a 503 on a request): a hung server
-    # must not hang requests or tasks.
+    # A statement running longer is cancelled (a 503 on a request), and a server silent for
+    # longer is given up on: a slow query or a hung server must not hang requests or tasks.
     DB_COMMAND_TIMEOUT: float = Field(default=5.0, gt=0)
 
     JWT_SECRET_KEY: str = DEFAULT_JWT_SECRET

@@ -31,6 +31,8 @@ PG_SERVER_SETTINGS = {"jit": "off", "application_name": "api"}
 # A pooled connection unused this long is pinged before use: any connection pooled across a
 # server restart (which takes longer) is, while a busy process reuses its own sooner.
 IDLE_PING_SECONDS = 0.1
+# How much longer than its own statement timeout a server may take to say it cancelled one.
+SILENT_SERVER_GRACE_SECONDS = 1.0
 
 
 def _is_sqlite(url: URL) -> bool:
@@ -42,10 +44,13 @@ def _libpq_dsn(url: URL) -> str:
 
 
 def _connect_args() -> dict[str, Any]:
+    limit_ms = str(int(config.DB_COMMAND_TIMEOUT * 1000))
     return {
         "timeout": config.DB_CONNECT_TIMEOUT,
-        "command_timeout": config.DB_COMMAND_TIMEOUT,
-        "server_settings": PG_SERVER_SETTINGS,
+        # The server cancels a statement (or a lock wait) that runs too long; the client gives
+        # up a moment later only when the server says nothing at all: it is hung.
+        "command_timeout": config.DB_COMMAND_TIMEOUT + SILENT_SERVER_GRACE_SECONDS,
+        "server_settings": {**PG_SERVER_SETTINGS, "statement_timeout": limit_ms},
     }
 
 
@@ -77,8 +82,8 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "handle_error")
     def _on_error(context: ExceptionContext) -> None:
         if isinstance(context.original_exception, TimeoutError):
-            # The server did not answer in time: the connection may be mid-statement, so it
-            # is not reused.
+            # The server went silent, past its own statement timeout: none of the pool's
+            # connections to it are trusted any more (the pool replaces them all).
             context.is_disconnect = True
 
     @event.listens_for(engine.sync_engine, "checkin")
@@ -152,20 +157,22 @@ class ReaderFallback:
 
     def install(self, reader_engine: AsyncEngine) -> None:
         @event.listens_for(reader_engine.sync_engine, "handle_error")
-        def _replica_did_not_answer(context: ExceptionContext) -> None:
-            # While the replica is up, every connection of this pool is a replica connection.
+        def _replica_went_silent(context: ExceptionContext) -> None:
+            # A hung replica is treated as an unreachable one; the pool replaces its
+            # connections through connect(), which then opens them on the writer.
             if isinstance(context.original_exception, TimeoutError) and not self.reader_is_down:
                 self.mark_down(context.original_exception)
 
         @event.listens_for(reader_engine.sync_engine, "checkout")
-        def _switch_between_replica_and_writer(
+        def _leave_writer_when_replica_may_be_back(
             dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
         ) -> None:
-            on_writer = dbapi_connection.driver_connection in self._writer_connections
-            if on_writer != self.reader_is_down:
-                # The pool discards this connection and opens a new one through connect(): on
-                # the replica once it may be back, on the writer while it is down.
-                raise DisconnectionError("switching between the replica and the writer")
+            if (
+                dbapi_connection.driver_connection in self._writer_connections
+                and not self.reader_is_down
+            ):
+                # The pool discards this connection and opens a new one through connect().
+                raise DisconnectionError("retrying the read replica")
 
 
 @dataclass

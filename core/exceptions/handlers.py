@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sqlite3
 from http import HTTPStatus
 from typing import Any
@@ -27,16 +29,20 @@ logger = logging.getLogger(__name__)
 _DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.TimeoutError,
     sa_exc.DisconnectionError,
-    # Refused, unreachable, unknown host, or all of a name's addresses failing at once.
-    OSError,
+    ConnectionError,
     TimeoutError,
+    socket.gaierror,
 )
+# Connecting failed for want of a route, or (asyncio's words) on every address of a name.
+_UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN})
+_ALL_ADDRESSES_FAILED = "Multiple exceptions: "
 
 # A schema older than the code: PostgreSQL's undefined table and column, SQLite's words for them.
 _NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
 _NOT_MIGRATED_SQLITE_MESSAGES = ("no such table", "no such column", "has no column named")
-# A server gone or refusing work: connection exception, insufficient resources, shutdown.
-_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+# A server gone or refusing work: connection exception, insufficient resources, shutdown, a
+# statement cancelled for running too long.
+_UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "57014")
 
 
 class ProblemResponse(Response):
@@ -121,7 +127,10 @@ def is_database_unavailable(error: BaseException) -> bool:
             or isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
             or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
         )
-    return isinstance(error, _DATABASE_UNAVAILABLE_ERRORS)
+    return isinstance(error, _DATABASE_UNAVAILABLE_ERRORS) or (
+        type(error) is OSError
+        and (error.errno in _UNREACHABLE_ERRNOS or str(error).startswith(_ALL_ADDRESSES_FAILED))
+    )
 
 
 def database_problem(error: Exception) -> CustomException | None:
