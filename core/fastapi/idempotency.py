@@ -49,7 +49,8 @@ class IdempotencyUnavailableException(ServiceUnavailableException):
 
 
 class Idempotent:
-    """A route's `Idempotency-Key` header, and `run` to answer through it."""
+    """A route's `Idempotency-Key` header, and `run` to answer through it. `call` runs in one
+    transaction, which its own `@Transactional` calls join."""
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from fastapi.routing import iter_route_contexts
+from starlette.routing import compile_path
 from starlette.types import Scope
 
 # id(route) -> (route, template). Holding the route keeps its id from being reused.
@@ -19,8 +20,15 @@ def route_template(scope: Scope) -> str | None:
     when it was refused before routing (a bad token, a body too large); None for no route."""
     route = scope.get("route")
     if route is None:
-        path = scope.get("path", "")
-        return next((t for regex, t in _path_templates(scope["app"]) if regex.match(path)), None)
+        path, method = scope.get("path", ""), scope.get("method")
+        return next(
+            (
+                template
+                for regex, methods, template in _path_templates(scope["app"])
+                if regex.match(path) and (methods is None or method in methods)
+            ),
+            None,
+        )
     known = _templates.get(id(route))
     if known is None:
         # The matched route no longer knows the prefixes it was included under
@@ -38,9 +46,10 @@ def route_template(scope: Scope) -> str | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _path_templates(app: Any) -> tuple[tuple[re.Pattern[str], str], ...]:
+def _path_templates(app: Any) -> tuple[tuple[re.Pattern[str], set[str] | None, str], ...]:
+    # Built once per app, at its first request refused before routing: routes are set by then.
     return tuple(
-        (context.path_regex, context.path_format)
+        (compile_path(context.path)[0], context.methods, context.path_format)
         for context in iter_route_contexts(app.routes)
-        if getattr(context, "path_regex", None) is not None and context.path_format
+        if context.path and context.path_format
     )
