@@ -279,10 +279,12 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         "REDIS_URL": stack.redis.url_for(0),
         "CELERY_BROKER_URL": stack.redis.url_for(1),
     }
+    log = tmp_path / "server.log"
     server = start_server(
         [str(ROOT / "main.py"), "--env", "prod", "--workers", "2", "--port", str(port)],
         tmp_path,
         env,
+        log,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -295,7 +297,13 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         assert httpx.get(f"{base_url}/ready").json()["status"] == "ok"
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=40) == 0
+        code: int | None = None
+        try:
+            code = server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        assert code == 0, log.read_text()[-4000:]
 
 
 @pytest.mark.usefixtures("unconfigured")
