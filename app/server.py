@@ -15,7 +15,6 @@ from app.tier import tier_service
 from core.config import config
 from core.db import databases
 from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception_handlers
-from core.fastapi.dependencies import use_tier_limits
 from core.fastapi.middlewares import (
     AuthenticationMiddleware,
     BasicAuthMiddleware,
@@ -28,6 +27,7 @@ from core.heap import settle_heap
 from core.helpers.cache import Cache
 from core.logging import configure_logging
 from core.metrics import METRICS_PATH, MetricsMiddleware, mark_process_dead
+from core.security.auth_state import queries
 from core.tracing import instrument_app, setup_error_reports, setup_tracing, shutdown_tracing
 
 
@@ -112,5 +112,5 @@ def create_app() -> FastAPI:
     include_routers(app)
     install_exception_handlers(app)
     instrument_app(app)
-    use_tier_limits(tier_service.limits_of)
+    queries.tier_limits = tier_service.limits_of
     return app

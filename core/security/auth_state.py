@@ -32,22 +32,27 @@ class AuthState:
 
 INACTIVE = AuthState(active=False)
 LoadAuthState = Callable[[int], Awaitable[AuthState | None]]
+LoadTierLimits = Callable[[str], Awaitable[TierLimits]]
 
 
-class _Loader:
-    load: LoadAuthState | None = None
+@dataclass(slots=True)
+class Queries:
+    """The application's queries that core calls, set at startup: core knows no tables."""
+
+    # A user's auth state (None: no such user); set by AuthenticationMiddleware.
+    auth_state: LoadAuthState | None = None
+    # A tier's limits, which RateLimit asks for anonymous callers (a user's come with their state).
+    tier_limits: LoadTierLimits | None = None
 
 
-def use_auth_state_loader(load: LoadAuthState) -> None:
-    """Set the application's query for a user's auth state (None: no such user)."""
-    _Loader.load = load
+queries = Queries()
 
 
 @Cache.cached(prefix="auth_state", ttl=AUTH_STATE_TTL_SECONDS)
 async def _auth_state(user_id: int) -> AuthState | None:
-    if _Loader.load is None:
-        raise RuntimeError("no auth state loader: call use_auth_state_loader() at startup")
-    return await _Loader.load(user_id)
+    if queries.auth_state is None:
+        raise RuntimeError("no auth state query: add AuthenticationMiddleware to the app")
+    return await queries.auth_state(user_id)
 
 
 async def fetch_auth_state(user_id: int) -> Fetched[AuthState | None]:

@@ -14,7 +14,7 @@ from core.security.auth_state import (
     LoadAuthState,
     forget_auth_state,
     hold_auth_state,
-    use_auth_state_loader,
+    queries,
 )
 from core.security.tokens import encode_token, new_token_id
 from tests.helpers import new_user
@@ -47,9 +47,9 @@ def loads() -> Iterator[CountingLoads]:
     from app.auth import load_auth_state
 
     counting = CountingLoads(load_auth_state)
-    use_auth_state_loader(counting)
+    queries.auth_state = counting
     yield counting
-    use_auth_state_loader(load_auth_state)
+    queries.auth_state = load_auth_state
 
 
 @pytest.fixture

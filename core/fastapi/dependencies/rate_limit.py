@@ -5,7 +5,6 @@ the route's own, else RATE_LIMIT_DEFAULT."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
@@ -15,23 +14,13 @@ from core.exceptions import TooManyRequestsException
 from core.fastapi.routes import route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import rate_limiter
+from core.security.auth_state import queries
 
 logger = logging.getLogger(__name__)
-
-LoadTierLimits = Callable[[str], Awaitable[TierLimits]]
 
 # Where the dependency leaves the headers for SecurityHeadersMiddleware, which adds them to
 # whatever response the route ends with (a Response it returns, an error).
 HEADERS_SCOPE_KEY = "rate_limit_headers"
-
-
-class _Loader:
-    load: LoadTierLimits | None = None
-
-
-def use_tier_limits(load: LoadTierLimits) -> None:
-    """Set the application's query for a tier's limits (a user's come with their auth state)."""
-    _Loader.load = load
 
 
 class RateLimitedException(TooManyRequestsException):
@@ -74,11 +63,11 @@ class RateLimit:
 
 async def _tier_limits(tier: str) -> TierLimits:
     try:
-        return await _Loader.load(tier) if _Loader.load else ()
+        return await queries.tier_limits(tier) if queries.tier_limits else ()
     except Exception:
         # Still limited, by the route's own limit: an outage never turns limits off.
         logger.exception("tier %s limits unavailable; the route's own limit applies", tier)
         return ()
 
 
-__all__ = ["RateLimit", "RateLimitedException", "use_tier_limits"]
+__all__ = ["RateLimit", "RateLimitedException"]

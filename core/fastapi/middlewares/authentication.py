@@ -16,7 +16,7 @@ from core.security.auth_state import (
     LoadAuthState,
     fetch_auth_state,
     hold_auth_state,
-    use_auth_state_loader,
+    queries,
 )
 from core.security.tokens import InvalidTokenException, TokenRevokedException, decode_token
 
@@ -58,7 +58,7 @@ class AuthenticationMiddleware:
 
     def __init__(self, app: ASGIApp, load_state: LoadAuthState) -> None:
         self.app = app
-        use_auth_state_loader(load_state)
+        queries.auth_state = load_state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
