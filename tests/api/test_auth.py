@@ -150,6 +150,20 @@ async def test_a_token_that_worked_is_refused_once_it_expires(client: AsyncClien
     assert (await me(client, f"Bearer {token}"))[:2] == (401, "TOKEN_EXPIRED")
 
 
+async def test_a_token_from_a_host_whose_clock_is_ahead_works_at_once(client: AsyncClient) -> None:
+    # Another API process whose clock runs a little fast issued it: "issued in the future".
+    account = await signed_up(client)
+    token, _ = encode_token(
+        user_id=account.id,
+        token_type="access",
+        session_id="from-a-fast-clock",
+        token_version=0,
+        now=datetime.now(UTC) + timedelta(seconds=30),
+    )
+
+    assert (await me(client, f"Bearer {token}"))[0] == 200
+
+
 async def test_refresh_rotates_and_reuse_revokes_the_whole_family(client: AsyncClient) -> None:
     account = await signed_up(client)
 
