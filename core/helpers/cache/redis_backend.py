@@ -127,7 +127,9 @@ class RedisBackend(BaseBackend):
     async def get_versioned(self, head: str, tail: str) -> VersionedRead:
         # The entry's key depends on the version, so both are read server-side in one trip.
         version, held, value, ms = await self.call(
-            lambda redis: cast("Awaitable[list[Any]]", redis.eval(_GET_VERSIONED, 0, head, tail))
+            lambda redis: cast(
+                "Awaitable[list[Any]]", redis.register_script(_GET_VERSIONED)(args=[head, tail])
+            )
         )
         return VersionedRead(int(version), bool(held), value, ms / 1000 if ms > 0 else None)
 
@@ -145,7 +147,7 @@ class RedisBackend(BaseBackend):
             *namespaces,
             *(part for entry in entries for part in entry),
         ]
-        await self.call(lambda redis: redis.eval(_CHANGE, 0, *arguments), always=True)
+        await self.call(lambda redis: redis.register_script(_CHANGE)(args=arguments), always=True)
 
     async def changes(self, heartbeat: float, stale: float) -> AsyncGenerator[bytes | float, None]:
         """Every change announced by any process (bytes), and for each heartbeat sent every
@@ -194,7 +196,8 @@ class RedisBackend(BaseBackend):
 
 
 # The key layout of base.versioned_key, base.hold_key and BaseBackend.change, computed where
-# the version is known. EVAL caches the compiled script on the server by its digest.
+# the version is known. Run as registered scripts (EVALSHA), like the rate limiter's: the body
+# is sent once per server, then named by its digest.
 _GET_VERSIONED = """
 local version = redis.call('GET', ARGV[1] .. ':version') or '0'
 local held = redis.call('EXISTS', ARGV[1] .. ':hold', ARGV[1] .. ':hold:' .. ARGV[2])
