@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 # CPython's default (a young collection every 700 container allocations) re-walks every request
-# in flight and cost about a tenth of an API process's CPU under load; this costs a few MB.
+# in flight, a real share of an API process's CPU under load; a higher threshold costs memory.
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
