@@ -75,7 +75,8 @@ class Idempotent:
         if self.key is None:
             return _response(await call(), model, status_code)
         fingerprint = hashlib.sha256(await self.request.body()).hexdigest()
-        user_id = getattr(self.request.user, "id", None)
+        # From the scope: Starlette's `request.user` refuses apps without an auth middleware.
+        user_id = getattr(self.request.scope.get("user"), "id", None)
         caller = f"user:{user_id}" if user_id else f"ip:{getattr(self.request.client, 'host', '')}"
         name = hashlib.sha256(f"{self.request.url.path} {caller} {self.key}".encode()).hexdigest()
         store = f"idempotency:{name}"

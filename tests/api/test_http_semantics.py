@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI, Request
 from httpx import ASGITransport, AsyncClient, Response
+from starlette.middleware import Middleware
 from starlette.responses import Response as StarletteResponse
 
 from app.user import User, UserRead
 from core.config import load_config
 from core.db import Transactional, after_commit, session
 from core.fastapi.idempotency import Idempotency
+from core.fastapi.middlewares import SQLAlchemyMiddleware
 from core.helpers.cache import ChangeNotPropagatedException
 from tests.helpers import Account, new_user, registration, signed_up, unique_email
 from tests.servers import ServerStack
@@ -311,6 +313,33 @@ async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_
     assert retried.status_code == 201, retried.text
     assert retried.headers["idempotency-replayed"] == "true"
     assert retried.json()["email"] == email
+    assert stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "1"
+
+
+async def test_a_key_works_on_an_app_without_the_auth_middleware(stack: ServerStack) -> None:
+    # Keyed by client address there, as for anonymous callers.
+    app = FastAPI(middleware=[Middleware(SQLAlchemyMiddleware)])
+
+    @Transactional()
+    async def create(email: str) -> User:
+        user = new_user(email)
+        session.add(user)
+        await session.flush()
+        return user
+
+    @app.post("/test-only/users")
+    async def make(request: Request, idempotency: Idempotency) -> StarletteResponse:
+        email = (await request.json())["email"]
+        return await idempotency.run(lambda: create(email), UserRead, 201)
+
+    email, headers = unique_email(), {"Idempotency-Key": "no-auth-middleware"}
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        first = await http.post("/test-only/users", json={"email": email}, headers=headers)
+        again = await http.post("/test-only/users", json={"email": email}, headers=headers)
+
+    assert first.status_code == 201, first.text
+    assert again.status_code == 201
+    assert again.headers["idempotency-replayed"] == "true"
     assert stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "1"
 
 
