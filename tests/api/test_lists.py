@@ -8,6 +8,8 @@ import pytest
 from httpx import AsyncClient
 
 from app.post import POST_LIST
+from app.user import User
+from core.fastapi.lists import ListField, ListSpec
 from tests.helpers import Account, registration, signed_up
 from tests.servers import ServerStack
 
@@ -270,3 +272,17 @@ async def test_roles_list_sorts_filters_and_pages(client: AsyncClient, stack: Se
     assert listed == sorted(names)
     assert second.json()["next_cursor"] is None
     assert [r["name"] for r in chosen.json()["items"]] == [names[2], names[0]]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": ListField(User.id, filters=["startswith"])},  # no such operator
+        {"email": ListField(User.email, sort=True)},  # no key field
+        {"id": ListField(User.id, filters=["contains"])},  # contains on a number
+    ],
+)
+def test_a_spec_that_cannot_work_is_refused_when_it_is_declared(fields: dict[str, Any]) -> None:
+    # At import of the module that declares it, not as a 500 on the first request.
+    with pytest.raises(ValueError, match="bad list spec"):
+        ListSpec(fields, key="id", default_sort="id")

@@ -4,6 +4,7 @@ the route's own, else RATE_LIMIT_DEFAULT."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from fastapi import Request
@@ -17,6 +18,8 @@ from core.helpers.rate_limiter import rate_limiter
 from core.security.auth_state import queries
 
 logger = logging.getLogger(__name__)
+# RATE_LIMIT_DEFAULT is read on each request (settings can be reloaded), but parsed once a value.
+_parse = functools.lru_cache(maxsize=16)(parse)
 
 # Where the dependency leaves the headers for SecurityHeadersMiddleware, which adds them to
 # whatever response the route ends with (a Response it returns, an error).
@@ -58,7 +61,7 @@ class RateLimit:
         for limited, requests, seconds in limits:
             if limited == path:
                 return tier, RateLimitItemPerSecond(requests, seconds)
-        return "default", self.limit or parse(config.RATE_LIMIT_DEFAULT)
+        return "default", self.limit or _parse(config.RATE_LIMIT_DEFAULT)
 
 
 async def _tier_limits(tier: str) -> TierLimits:
