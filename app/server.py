@@ -20,7 +20,6 @@ from core.fastapi.middlewares import (
     BasicAuthMiddleware,
     BodyLimitMiddleware,
     RequestContextMiddleware,
-    SecurityHeadersMiddleware,
     SQLAlchemyMiddleware,
 )
 from core.heap import settle_heap
@@ -50,10 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def _middleware() -> list[Middleware]:
     # Outermost first. Every response, errors included, passes through the request id and the
     # security headers. Authentication runs inside the session scope: it routes the session.
-    middleware = [
-        Middleware(RequestContextMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts_seconds=config.HSTS_SECONDS),
-    ]
+    middleware = [Middleware(RequestContextMiddleware, hsts_seconds=config.HSTS_SECONDS)]
     if config.CORS_ORIGINS:
         # Before authentication, so preflight requests are answered without a token; around
         # the error responses, so a browser lets the page read them.

@@ -96,8 +96,8 @@ class ListSpec:
         if unknown or key not in fields:
             raise ValueError(f"bad list spec: operators {unknown}, key {key!r}")
         self.fields = dict(fields)
-        textless = [n for n, f in fields.items() if "contains" in f.filters]
-        if any(self._type(name) is not PlainText for name in textless):
+        searched = [n for n, f in fields.items() if "contains" in f.filters]
+        if any(self._type(name) is not PlainText for name in searched):
             raise ValueError("bad list spec: `contains` needs a text column")
         # Built once: a TypeAdapter costs far more to make than to use.
         self.adapters: dict[str, TypeAdapter[Any]] = {n: TypeAdapter(self._type(n)) for n in fields}

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 # RATE_LIMIT_DEFAULT is read on each request (settings can be reloaded), but parsed once a value.
 _parse = functools.lru_cache(maxsize=16)(parse)
 
-# Where the dependency leaves the headers for SecurityHeadersMiddleware, which adds them to
+# Where the dependency leaves the headers for RequestContextMiddleware, which adds them to
 # whatever response the route ends with (a Response it returns, an error).
 HEADERS_SCOPE_KEY = "rate_limit_headers"
 

@@ -2,7 +2,6 @@ from core.fastapi.middlewares.authentication import AuthenticationMiddleware, au
 from core.fastapi.middlewares.basic_auth import BasicAuthMiddleware
 from core.fastapi.middlewares.body_limit import BodyLimitMiddleware
 from core.fastapi.middlewares.request_context import RequestContextMiddleware
-from core.fastapi.middlewares.security_headers import SecurityHeadersMiddleware
 from core.fastapi.middlewares.sqlalchemy import SQLAlchemyMiddleware
 
 __all__ = [
@@ -11,6 +10,5 @@ __all__ = [
     "BodyLimitMiddleware",
     "RequestContextMiddleware",
     "SQLAlchemyMiddleware",
-    "SecurityHeadersMiddleware",
     "authenticate",
 ]

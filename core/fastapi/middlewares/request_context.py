@@ -1,4 +1,4 @@
-"""Request ids and the access log, as pure ASGI middleware."""
+"""Request ids, the headers every response carries, and the access log, as pure ASGI middleware."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.fastapi.dependencies.rate_limit import HEADERS_SCOPE_KEY
 from core.logging import request_id_var, user_id_var
 
 access_logger = logging.getLogger("api.access")
@@ -16,14 +17,29 @@ access_logger = logging.getLogger("api.access")
 REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is kept only if it is short and plain: it ends up in logs and headers.
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# Responses are personal unless a route says otherwise: browsers and proxies must not serve
+# one caller's answer to another, nor an old one without asking.
+PERSONAL = [(b"cache-control", b"private, no-cache"), (b"vary", b"Authorization")]
 
 
 class RequestContextMiddleware:
-    """Gives each request an id (a sane incoming X-Request-ID, or a new one), returns it in the
-    response, and writes one access log line per request."""
+    """Gives each request an id (a sane incoming X-Request-ID, or a new one) and writes one access
+    log line per request. Every response, errors included, gets the id; the security headers
+    (HSTS only when configured: HTTPS in front); `Cache-Control: private, no-cache` and `Vary:
+    Authorization` unless the route set its own Cache-Control (token routes send `no-store`,
+    public lists may send a max-age); and the rate-limit headers a RateLimit dependency left in
+    the scope, whatever response the request ends with (a model, a Response, an error)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        ]
+        if hsts_seconds > 0:
+            value = f"max-age={hsts_seconds}; includeSubDomains".encode()
+            self.headers.append((b"strict-transport-security", value))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,16 +52,20 @@ class RequestContextMiddleware:
         status = 500
         request_id_header = (REQUEST_ID_HEADER, request_id.encode())
 
-        async def send_with_request_id(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # A new list: the message's may belong to a response reused across requests.
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                headers = [*message.get("headers", ()), request_id_header, *self.headers]
+                headers += scope.get(HEADERS_SCOPE_KEY, ())
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers += PERSONAL
+                message["headers"] = headers
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_request_id)
+            await self.app(scope, receive, send_with_headers)
         finally:
             if access_logger.isEnabledFor(logging.INFO):
                 _log_access(scope, status, started)
