@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.db import before_each_commit, use_writer
 from core.exceptions import CustomException
-from core.exceptions.handlers import database_problem, problem_from
+from core.exceptions.handlers import problem_from
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser
 from core.logging import user_id_var
 from core.security.auth_state import (
@@ -73,12 +73,10 @@ class AuthenticationMiddleware:
             if len(headers) > 1:
                 raise InvalidTokenException("Send one Authorization header, not several.")
             user, read_on_writer = await authenticate(headers[0])
-        except Exception as error:
-            # Outside the routes, so the route error handlers do not apply here.
-            problem = error if isinstance(error, CustomException) else database_problem(error)
-            if problem is None:
-                raise
-            await _refuse(problem, scope, receive, send)
+        except CustomException as error:
+            # Outside the routes, so the route error handlers do not apply here; a database
+            # error goes on to UnhandledErrorMiddleware, which answers it like a route's.
+            await _refuse(error, scope, receive, send)
             return
         scope["user"], scope["auth"] = user, _AUTHENTICATED
         # Here rather than in a dependency on every route: the log context for the whole app.
