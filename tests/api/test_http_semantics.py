@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from fastapi import FastAPI, Request
@@ -276,6 +276,27 @@ async def test_a_failed_request_does_not_keep_its_key(client: AsyncClient) -> No
     assert retried.status_code == 201
 
 
+def add_user_route(
+    app: FastAPI, after_commit_work: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """`POST /test-only/users {"email"}` on the test's own app: a keyed registration, with
+    `after_commit_work` registered in its transaction."""
+
+    @Transactional()
+    async def create(email: str) -> User:
+        user = new_user(email)
+        session.add(user)
+        await session.flush()
+        if after_commit_work is not None:
+            await after_commit(after_commit_work)
+        return user
+
+    @app.post("/test-only/users")
+    async def make(request: Request, idempotency: Idempotency) -> StarletteResponse:
+        email = (await request.json())["email"]
+        return await idempotency.run(lambda: create(email), UserRead, 201)
+
+
 async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_answer(
     stack: ServerStack,
 ) -> None:
@@ -284,24 +305,11 @@ async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_
     app = create_app()
     announcing_fails = True
 
-    @Transactional()
-    async def create(email: str) -> User:
-        user = new_user(email)
-        session.add(user)
-        await session.flush()
+    async def announce() -> None:  # e.g. a cache removal or a task the broker refused
+        if announcing_fails:
+            raise ChangeNotPropagatedException()
 
-        async def announce() -> None:  # e.g. a cache removal or a task the broker refused
-            if announcing_fails:
-                raise ChangeNotPropagatedException()
-
-        await after_commit(announce)
-        return user
-
-    @app.post("/test-only/users")
-    async def make(request: Request, idempotency: Idempotency) -> StarletteResponse:
-        email = (await request.json())["email"]
-        return await idempotency.run(lambda: create(email), UserRead, 201)
-
+    add_user_route(app, after_commit_work=announce)
     email, headers = unique_email(), {"Idempotency-Key": "committed-then-503"}
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
         first = await http.post("/test-only/users", json={"email": email}, headers=headers)
@@ -319,19 +327,7 @@ async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_
 async def test_a_key_works_on_an_app_without_the_auth_middleware(stack: ServerStack) -> None:
     # Keyed by client address there, as for anonymous callers.
     app = FastAPI(middleware=[Middleware(SQLAlchemyMiddleware)])
-
-    @Transactional()
-    async def create(email: str) -> User:
-        user = new_user(email)
-        session.add(user)
-        await session.flush()
-        return user
-
-    @app.post("/test-only/users")
-    async def make(request: Request, idempotency: Idempotency) -> StarletteResponse:
-        email = (await request.json())["email"]
-        return await idempotency.run(lambda: create(email), UserRead, 201)
-
+    add_user_route(app)
     email, headers = unique_email(), {"Idempotency-Key": "no-auth-middleware"}
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
         first = await http.post("/test-only/users", json={"email": email}, headers=headers)
