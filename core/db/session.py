@@ -83,11 +83,16 @@ class RoutingSession(Session):
 
 
 @event.listens_for(RoutingSession, "do_orm_execute")
-def _reload_rows_first_read_from_the_reader(execute_state: ORMExecuteState) -> None:
-    # Objects loaded from the replica earlier in this unit of work keep their old values in the
-    # identity map; a transaction re-selecting them must see the writer's values instead.
+def _reload_rows_that_may_be_stale(execute_state: ORMExecuteState) -> None:
+    # Objects loaded earlier in this unit of work keep their old values in the identity map: a
+    # locking select must see the row it locked, and a transaction re-selecting rows first read
+    # on the replica must see the writer's values.
+    if not execute_state.is_select:
+        return
     state = routing_state(execute_state.session)
-    if state.in_transaction and state.read_from_reader and execute_state.is_select:
+    if not _is_plain_read(execute_state.statement) or (
+        state.in_transaction and state.read_from_reader
+    ):
         execute_state.update_execution_options(populate_existing=True)
 
 

@@ -53,6 +53,11 @@ class ConflictException(CustomException):
     detail = "The request conflicts with the current state of the resource."
 
 
+class ChangedMeanwhileException(ConflictException):
+    error_code = "CHANGED_MEANWHILE"
+    detail = "The resource changed while this request was changing it; read it again and retry."
+
+
 class PreconditionFailedException(CustomException):
     status_code = HTTPStatus.PRECONDITION_FAILED
     error_code = "PRECONDITION_FAILED"
@@ -94,6 +99,7 @@ class DatabaseNotMigratedException(CustomException):
 
 __all__ = [
     "BadRequestException",
+    "ChangedMeanwhileException",
     "ConflictException",
     "CustomException",
     "DatabaseNotMigratedException",

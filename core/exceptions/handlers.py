@@ -13,11 +13,13 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.exceptions import (
+    ChangedMeanwhileException,
     CustomException,
     DatabaseNotMigratedException,
     DatabaseUnavailableException,
@@ -135,6 +137,9 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 def database_problem(error: Exception) -> CustomException | None:
     """What a database error means to a client (logged here), or None for any other error."""
+    if isinstance(error, StaleDataError):
+        # A versioned row changed between this request's read and its write (no lock held).
+        return ChangedMeanwhileException()
     if isinstance(error, sa_exc.DBAPIError) and is_schema_not_migrated(error):
         logger.error(
             "the database schema is not migrated (run `make migrate`): %s: %s",

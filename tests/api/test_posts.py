@@ -7,8 +7,15 @@ import json
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import update
 
+from app.post import Post, PostUpdate, post_service
+from core.db import session, session_factory, session_scope, use_writer
+from core.exceptions import PreconditionFailedException
+from core.exceptions.handlers import UnhandledErrorMiddleware, install_exception_handlers
+from core.fastapi.middlewares import SQLAlchemyMiddleware
 from core.helpers.cache.cache_manager import hold_seconds
 from tests.api.test_auth import account_with_permission
 from tests.api.test_consistency import replication_paused
@@ -341,6 +348,60 @@ async def test_two_editors_racing_with_the_same_if_match_one_wins(
     winner = next(r for r in responses if r.status_code == 200).json()
     row = stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post['id']}")
     assert row == f"{winner['title']}|2"
+
+
+async def edited_elsewhere(post_id: int) -> None:
+    """Another request's edit of the post, committed at once."""
+    async with session_factory() as other:
+        edit = update(Post).where(Post.id == post_id).values(title="Elsewhere")
+        await other.execute(edit.values(version=Post.version + 1))
+
+
+async def test_an_edit_committed_after_the_post_was_read_is_seen_under_the_lock(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+    post = await written(client, author, title="First")
+    async with session_scope():
+        use_writer()
+        # Read earlier in the request, and still held while the edit takes the row lock.
+        read = await post_service.repository.get(post["id"])
+        await edited_elsewhere(post["id"])
+        with pytest.raises(PreconditionFailedException):
+            await post_service.update(post["id"], PostUpdate(title="Mine"), versions=[1])
+        assert read is not None  # held until here
+    assert stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post['id']}") == (
+        "Elsewhere|2"
+    )
+
+
+async def test_a_write_that_lost_a_race_without_a_lock_is_a_409(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+    post = await written(client, author, title="First")
+    app = FastAPI()
+    install_exception_handlers(app)
+    app.add_middleware(SQLAlchemyMiddleware)
+    app.add_middleware(UnhandledErrorMiddleware)
+
+    @app.post("/rename")
+    async def rename() -> None:
+        # Read, changed elsewhere, then written: what the embedded SQLite, which has no row
+        # locks, does when two edits race.
+        use_writer()
+        mine = await session.get(Post, post["id"])
+        assert mine is not None
+        await edited_elsewhere(post["id"])
+        mine.title = "Mine"
+        await session.commit()
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as bare:
+        response = await bare.post("/rename")
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error_code"] == "CHANGED_MEANWHILE"
+    assert stack.primary.psql(f"SELECT title FROM posts WHERE id = {post['id']}") == "Elsewhere"
 
 
 async def test_an_idempotency_key_replays_the_first_post_instead_of_writing_twice(
