@@ -78,8 +78,9 @@ class ListField:
 
 
 def _in_utc_range(value: datetime) -> datetime:
+    # A time without a zone is UTC, as UTCDateTime stores times; never the host's local time.
     try:
-        return value.astimezone(UTC) if value.tzinfo is not None else value
+        return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
     except OverflowError as error:
         raise ValueError("is out of range once in UTC") from error
 

@@ -146,6 +146,9 @@ async def test_filters_by_flag_and_time_range(client: AsyncClient, stack: Server
         second,
         first,
     ]
+    # A time without a zone is UTC, as stored times are: the same rows whatever the host's zone.
+    assert await listed(created_at__gte="2020-01-01", created_at__lte="2020-01-03T00:00") == [first]
+    assert await listed(created_at__gte="0001-01-01T00:30") == [first, second, third]
 
 
 @pytest.mark.parametrize(
