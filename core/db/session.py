@@ -51,7 +51,10 @@ class RoutingState:
     rollback_only: BaseException | None = None
     read_from_reader: bool = False
     after_commit: list[AfterCommit] = field(default_factory=list)
-    batches: dict[str, list[Any]] = field(default_factory=dict)
+    # Per key: the batch's flush and its items; flushed before the plain callbacks.
+    batches: dict[str, tuple[Callable[[list[Any]], Awaitable[Any]], list[Any]]] = field(
+        default_factory=dict
+    )
 
 
 _STATE_KEY = "routing_state"
@@ -188,15 +191,17 @@ async def after_commit(callback: AfterCommit) -> None:
 def commit_batch(key: str, flush: Callable[[list[Any]], Awaitable[Any]]) -> list[Any] | None:
     """A list that collects items for the current transaction and is handed to `flush` once,
     after it commits: what many calls ask for is then done in one go. None outside a
-    transaction (do it now)."""
+    transaction (do it now).
+
+    Batches are flushed in the order they were started, before the `after_commit` callbacks:
+    every process hears of a change (the cache's batch) before an event handler runs.
+    """
     state = _transaction_state()
     if state is None:
         return None
-    batch = state.batches.get(key)
-    if batch is None:
-        batch = state.batches[key] = []
-        state.after_commit.append(functools.partial(flush, batch))
-    return batch
+    if key not in state.batches:
+        state.batches[key] = (flush, [])
+    return state.batches[key][1]
 
 
 _before_commit: ContextVar[tuple[AfterCommit, ...]] = ContextVar("before_commit", default=())
@@ -261,8 +266,10 @@ class Transactional:
                 await current.rollback()
                 raise
             finally:
+                batches = state.batches.values()
                 state.in_transaction, state.rollback_only, state.batches = False, None, {}
-            callbacks, state.after_commit = state.after_commit, []
+            flushes = [functools.partial(flush, items) for flush, items in batches]
+            callbacks, state.after_commit = [*flushes, *state.after_commit], []
             await _run_after_commit(callbacks)
             return result
 

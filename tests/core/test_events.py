@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from core.db import Transactional, session_scope
+from core.helpers.cache import Cache
 from core.helpers.event import (
     BaseEvent,
     DomainEvent,
@@ -128,3 +129,26 @@ async def test_every_subscriber_of_a_domain_event_runs_after_commit_despite_one_
     # Subscribers belong to their event class only.
     assert Announced.handlers == [broken_subscriber, noting_subscriber]
     assert DomainEvent.handlers == []
+
+
+@Cache.cached(prefix="events-order", ttl=60)
+async def cached_note() -> str:
+    return "old"
+
+
+async def test_a_handler_runs_once_every_process_heard_the_change_it_follows() -> None:
+    class Changed(BaseEvent):
+        async def run(self, parameter: Note | None = None) -> None:
+            # A removal that was carried out holds the entry: the handler sees it held.
+            ran.append(f"held: {(await Cache.fetch(cached_note)).held}")
+
+    @Transactional()
+    async def change() -> None:
+        await event_handler.store(Changed)  # stored first, as a service may
+        await Cache.remove(cached_note)
+
+    async with session_scope():
+        assert await cached_note() == "old"
+        await change()
+
+    assert ran == ["held: True"]
