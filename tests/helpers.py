@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -142,3 +143,11 @@ async def scrape(client: AsyncClient, **options: object) -> Samples:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return parse(response.text)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], seconds: float, failure: str) -> None:
+    """Wait for `condition`, polling; fail with `failure` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not await condition():
+        assert time.monotonic() < deadline, failure
+        await asyncio.sleep(0.02)

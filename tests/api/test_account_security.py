@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
-from httpx import AsyncClient, Response
+from httpx import AsyncClient
+from sqlalchemy.pool import QueuePool
 
+from core.db import databases
 from core.security.passwords import _hashing_slots
 from tests.api.test_auth import account_with_permission
-from tests.helpers import PASSWORD, login, registration, signed_up
+from tests.helpers import PASSWORD, login, registration, signed_up, until
 from tests.servers import ServerStack
 
 NEW_PASSWORD = "a brand new passphrase"
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -29,7 +33,11 @@ async def no_hashing() -> AsyncIterator[None]:
             _hashing_slots.release_on_behalf_of(holder)
 
 
-async def answered(request: Awaitable[Response]) -> Response:
+async def hash_waiting() -> bool:
+    return _hashing_slots.statistics().tasks_waiting > 0
+
+
+async def answered(request: Awaitable[T]) -> T:
     # A liveness bound, not a speed figure: a request that waits for a hash never returns here.
     return await asyncio.wait_for(request, 10)
 
@@ -175,6 +183,24 @@ async def test_wrong_current_passwords_are_throttled_like_failed_logins(
     assert right.status_code == 429
     assert "retry-after" in right.headers
     assert (await login(client, account.email)).status_code == 429
+
+
+async def test_a_password_check_waits_for_its_hash_holding_no_database_connection(
+    client: AsyncClient,
+) -> None:
+    account = await signed_up(client)
+    change = {"password": NEW_PASSWORD, "current_password": PASSWORD}
+
+    async with no_hashing():
+        patch = asyncio.ensure_future(
+            client.patch(f"/api/v1/users/{account.id}", json=change, headers=account.headers)
+        )
+        await until(hash_waiting, 10, "the request never came to its password check")
+        pools = {databases.writer.pool, databases.reader.pool}
+        held = sum(pool.checkedout() for pool in pools if isinstance(pool, QueuePool))
+
+    assert held == 0
+    assert (await answered(patch)).status_code == 200
 
 
 async def test_registration_refuses_a_taken_email_and_a_bad_nickname_before_hashing(

@@ -4,7 +4,6 @@ never served past a change, a lost subscription or a read that began before a ch
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ from core.helpers.cache import CacheManager, RedisBackend
 from core.helpers.cache.base import VersionedRead, versioned_key
 from core.helpers.cache.local_copies import STALE_SECONDS
 from core.helpers.cache.redis_backend import CHANGES_CHANNEL
+from tests.helpers import until
 from tests.servers import ServerStack
 
 pytestmark = pytest.mark.usefixtures("stack")
@@ -57,13 +57,6 @@ class Copied:
         """Where Redis holds the entry (namespace version 0)."""
         key = self.cache.key_maker.make(self.current, (), {}, frozenset())
         return versioned_key(f"cache:{PREFIX}", 0, key)
-
-
-async def until(condition: Callable[[], Awaitable[bool]], seconds: float, failure: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await condition():
-        assert time.monotonic() < deadline, failure
-        await asyncio.sleep(0.02)
 
 
 async def usable(copied: Copied) -> bool:
