@@ -207,6 +207,16 @@ async def test_closing_another_loops_connections_leaves_the_copies_alone(copied:
     assert copied.redis.reads == reads
 
 
+async def test_a_close_that_is_itself_cancelled_is_cancelled(copied: Copied) -> None:
+    # A server stopped while it shuts down: the cancellation reaches the shutdown.
+    closing = asyncio.ensure_future(copied.cache.close())
+    await asyncio.sleep(0)  # closing has cancelled the change feed and waits for it to end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert not await usable(copied)
+
+
 async def test_a_new_backend_ends_the_copies_of_the_old_one(
     copied: Copied, stack: ServerStack
 ) -> None:

@@ -118,11 +118,9 @@ class LocalCopies:
         if (task := self._end()) is None:
             return
         task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as error:  # closing the subscription failed: nothing left to do
+        # wait(), not await: a cancellation of this caller must reach it, not pass for the task's.
+        await asyncio.wait([task])
+        if not task.cancelled() and (error := task.exception()) is not None:
             logger.warning("cache change feed did not close cleanly (%r)", error)
 
     async def _follow(self, backend: RedisBackend) -> None:
