@@ -47,6 +47,21 @@ _NOT_MIGRATED_SQLITE_MESSAGES = ("no such table", "no such column", "has no colu
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "57014")
 
 
+# RFC 9110's names for these, which Python uses from 3.13 on: the same codes and titles on any.
+_RFC_9110_WORDS = {
+    413: ("CONTENT_TOO_LARGE", "Content Too Large"),
+    414: ("URI_TOO_LONG", "URI Too Long"),
+    416: ("RANGE_NOT_SATISFIABLE", "Range Not Satisfiable"),
+    422: ("UNPROCESSABLE_CONTENT", "Unprocessable Content"),
+}
+
+
+def status_words(status_code: int) -> tuple[str, str]:
+    """A status's error code and title."""
+    status = HTTPStatus(status_code)
+    return _RFC_9110_WORDS.get(status, (status.name, status.phrase))
+
+
 class ProblemResponse(Response):
     media_type = "application/problem+json"
 
@@ -64,7 +79,7 @@ def problem_response(
 ) -> ProblemResponse:
     body = {
         "type": "about:blank",
-        "title": HTTPStatus(status_code).phrase,
+        "title": status_words(status_code)[1],
         "status": status_code,
         "detail": detail,
         "error_code": error_code,
@@ -100,11 +115,13 @@ _HTTP_DETAILS = {
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-    status = HTTPStatus(exc.status_code)
-    default = _HTTP_DETAILS.get(status, status.phrase + ".")
-    detail = exc.detail if exc.detail and exc.detail != status.phrase else default
+    code, title = status_words(exc.status_code)
+    default = _HTTP_DETAILS.get(exc.status_code, title + ".")
+    # Starlette's default detail is the title as the running Python words it: no sentence.
+    given = exc.detail not in (None, "", title, HTTPStatus(exc.status_code).phrase)
+    detail = exc.detail if given else default
     headers = dict(exc.headers) if exc.headers else None
-    return problem_response(status, status.name, detail, headers=headers)
+    return problem_response(exc.status_code, code, detail, headers=headers)
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
 from core.db import session
+from core.exceptions.handlers import install_exception_handlers
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "error_code"}
 
@@ -60,6 +61,28 @@ async def test_validation_error_lists_each_problem(client: AsyncClient) -> None:
         ("body", "nickname"),
     }
     assert all(error.keys() == {"loc", "msg", "type"} for error in body["errors"])
+    assert body["title"] == "Unprocessable Content"  # RFC 9110's words, on every Python
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "title"),
+    [(413, "CONTENT_TOO_LARGE", "Content Too Large"), (414, "URI_TOO_LONG", "URI Too Long")],
+)
+async def test_an_http_exception_is_named_as_rfc_9110_names_it(
+    status: int, code: str, title: str
+) -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/refuse")
+    async def refuse() -> None:
+        raise HTTPException(status)
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as bare:
+        body = (await bare.get("/refuse")).json()
+
+    assert (body["status"], body["error_code"], body["title"]) == (status, code, title)
+    assert body["detail"] == f"{title}."
 
 
 @pytest.fixture
