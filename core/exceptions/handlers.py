@@ -108,7 +108,7 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
     return problem_response(status, code, detail, errors=errors)
 
 
-_HTTP_DETAILS = {
+_HTTP_DETAILS: dict[int, str] = {
     HTTPStatus.NOT_FOUND: "No resource exists at this URL.",
     HTTPStatus.METHOD_NOT_ALLOWED: "This URL does not support the request's method.",
 }
