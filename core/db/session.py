@@ -268,8 +268,10 @@ class Transactional:
             finally:
                 batches = state.batches.values()
                 state.in_transaction, state.rollback_only, state.batches = False, None, {}
-            flushes = [functools.partial(flush, items) for flush, items in batches]
-            callbacks, state.after_commit = [*flushes, *state.after_commit], []
+            callbacks: list[AfterCommit] = [
+                functools.partial(flush, items) for flush, items in batches
+            ]
+            callbacks, state.after_commit = [*callbacks, *state.after_commit], []
             await _run_after_commit(callbacks)
             return result
 
