@@ -21,10 +21,16 @@ def _tags(header: str) -> list[str]:
     return [tag.strip() for tag in header.split(",") if tag.strip()]
 
 
+def _field(request: Request, name: str) -> str | None:
+    # A field sent on several lines is one comma-separated list (RFC 9110 5.3).
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if lines else None
+
+
 def with_etag(request: Request, body: BaseModel, version: int) -> Response:
     """`body` as JSON with its ETag, or a bare 304 when the client's If-None-Match has it."""
     tag = etag(version)
-    known = request.headers.get("if-none-match")
+    known = _field(request, "if-none-match")
     # If-None-Match compares weakly: W/"3" matches "3".
     if known and (known.strip() == "*" or tag in (t.removeprefix("W/") for t in _tags(known))):
         return Response(status_code=304, headers={"ETag": tag})
@@ -35,7 +41,7 @@ def with_etag(request: Request, body: BaseModel, version: int) -> Response:
 def if_match_versions(request: Request) -> list[int] | None:
     """The versions an update may apply to, from If-Match; None when any version will do (no
     header, or `*`). Weak or malformed tags match nothing: the update gets 412."""
-    header = request.headers.get("if-match")
+    header = _field(request, "if-match")
     if header is None or header.strip() == "*":
         return None
     versions = [int(m[1]) for tag in _tags(header) if (m := _VERSION_TAG.match(tag))]

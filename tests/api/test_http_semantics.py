@@ -54,6 +54,21 @@ async def test_a_user_read_carries_its_version_as_etag_and_304s_when_unchanged(
     assert changed.headers["etag"] != first.headers["etag"]
 
 
+async def test_a_condition_sent_on_several_header_lines_is_one_list(client: AsyncClient) -> None:
+    user = await signed_up(client)
+    url = f"{USERS}/{user.id}"
+    tag = (await client.get(url, headers=user.headers)).headers["etag"]
+    auth = list(user.headers.items())
+
+    read = await client.get(url, headers=[*auth, ("If-None-Match", '"0"'), ("If-None-Match", tag)])
+    patch = await client.patch(
+        url, json={"nickname": "Lines"}, headers=[*auth, ("If-Match", '"0"'), ("If-Match", tag)]
+    )
+
+    assert read.status_code == 304
+    assert patch.status_code == 200, patch.text
+
+
 async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
     client: AsyncClient, stack: ServerStack
 ) -> None:
