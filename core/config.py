@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     FLOWER_BASIC_AUTH: str | None = None
 
     READ_YOUR_WRITES_SECONDS: float = Field(default=2.0, ge=0)
-    # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated; "*" for all).
+    # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated). "*" believes any
+    # client about its own address, which turns every per-address limit off: refused in prod.
     FORWARDED_ALLOW_IPS: str = "127.0.0.1"
     # Strict-Transport-Security max-age; 0 sends no HSTS header (serve HTTPS first).
     HSTS_SECONDS: int = Field(default=0, ge=0)
@@ -175,6 +176,8 @@ class Settings(BaseSettings):
             problems.append("REDIS_URL is not set")
         elif self.CACHE_BACKEND == "memory":
             problems.append("CACHE_BACKEND=memory keeps a cache per process; use redis")
+        if "*" in (ip.strip() for ip in self.FORWARDED_ALLOW_IPS.split(",")):
+            problems.append("FORWARDED_ALLOW_IPS is *: name the proxies whose headers to believe")
         if self.WRITER_DB_URL and self.WRITER_DB_URL.startswith("sqlite"):
             problems.append("WRITER_DB_URL points at SQLite, which is for local use only")
         return problems

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 import main
-from core.config import Settings, reset_config
+from core.config import ConfigError, Settings, load_config, reset_config
 from tests.servers import ServerStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +88,17 @@ def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 2
     assert "JWT_SECRET_KEY is shorter" in result.output
     assert "WRITER_DB_URL" not in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_prod_refuses_to_believe_every_client_s_forwarded_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_prod_settings(monkeypatch, secret="s" * 64)
+
+    with pytest.raises(ConfigError, match=r"FORWARDED_ALLOW_IPS is \*"):
+        load_config(ENV="prod", FORWARDED_ALLOW_IPS="10.0.0.2, *")
+    assert load_config(ENV="prod", FORWARDED_ALLOW_IPS="10.0.0.2").ENV == "prod"
 
 
 @pytest.mark.usefixtures("unconfigured")
