@@ -128,7 +128,7 @@ async def logout_all(user: CurrentUser = Depends(authenticated)) -> Response:
     return _ended(Response(status_code=status.HTTP_204_NO_CONTENT))
 
 
-@router.get("/sessions", response_model=list[SessionRead])
+@router.get("/sessions", response_model=list[SessionRead], dependencies=[Depends(RateLimit())])
 async def list_sessions(user: CurrentUser = Depends(authenticated)) -> list[SessionRead]:
     """Your sessions that can still refresh, newest first."""
     assert user.id is not None
