@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -242,20 +243,30 @@ class AuthService:
         return self._dummy_hash
 
 
+# After the writer timed out, auth states are read on a replica this long without trying it:
+# a hung writer costs one request its timeout, not every request (a refusal costs nothing).
+WRITER_RETRY_SECONDS = 5.0
+writer_down_until = 0.0
+
+
 async def load_auth_state(user_id: int) -> AuthState | None:
     """A user's auth state, read on the writer (it decides access: no replica lag here), and on
     a replica while the writer cannot be reached, so authenticated reads keep working."""
+    global writer_down_until
     repository = AuthSessionRepository()
     # Only sessions whose access tokens may still be unexpired need remembering.
     since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
-    try:
-        async with session_scope():
-            use_writer()
-            return await repository.auth_state(user_id, since)
-    except Exception as error:
-        if not (is_database_unavailable(error) and databases.has_separate_reader):
-            raise
-        logger.warning("writer unreachable (%r); auth state read on a replica", error)
+    if time.monotonic() >= writer_down_until:
+        try:
+            async with session_scope():
+                use_writer()
+                return await repository.auth_state(user_id, since)
+        except Exception as error:
+            if not (is_database_unavailable(error) and databases.has_separate_reader):
+                raise
+            if isinstance(error, TimeoutError):
+                writer_down_until = time.monotonic() + WRITER_RETRY_SECONDS
+            logger.warning("writer unreachable (%r); auth states read on a replica", error)
     async with session_scope():
         state = await repository.auth_state(user_id, since)
     return None if state is None else dataclasses.replace(state, from_writer=False)
