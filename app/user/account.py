@@ -94,7 +94,8 @@ class AccountService:
     @Transactional()
     async def request_email_change(self, user_id: int, new_email: str) -> None:
         """Mail a confirmation link to `new_email` and a notice to the current address."""
-        user = await self.users.get(user_id)
+        # Locked: of two requests at once, the later one revokes the earlier one's link.
+        user = await self.users.lock(user_id)
         if user is None:
             raise UserNotFoundException()
         # Deleted accounts keep their address reserved, so they count as taken.

@@ -113,6 +113,9 @@ class UserService:
             await forget_auth_state(user_id)
             await EmailTokenRepository().revoke(user_id, *CREDENTIAL_LINKS)
         if not values:
+            # Nothing to write here (an email change only mails), but If-Match must hold until
+            # the transaction ends, as the UPDATE's WHERE holds it otherwise.
+            await self.repository.lock(user_id)
             return await self.current(user_id, versions)
         row = await self.repository.update(user_id, values, versions)
         if row is None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from fastapi import Depends, FastAPI
 from httpx import ASGITransport, AsyncClient
 
+from app.user import account_service
+from core.db import Transactional, session_scope
 from core.fastapi.dependencies import IsAuthenticated, IsVerified, PermissionDependency
 from tests.celery_task.conftest import Worker
 from tests.helpers import PASSWORD, Account, login, registration, signed_up
@@ -288,6 +291,40 @@ async def test_an_email_change_applies_only_once_confirmed_from_the_new_address(
     assert "completed" in text_of(completed)
     assert (await login(client, new_email)).status_code == 200
     assert (await login(client, account.email)).status_code == 401
+
+
+async def test_of_two_email_changes_at_once_only_the_later_link_works(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    first, second = registration()["email"], registration()["email"]
+    second_done = asyncio.Event()
+
+    @Transactional()
+    async def first_change() -> None:
+        await account_service.request_email_change(account.id, first)
+        # Uncommitted while the second request runs, or until it has waited a second.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(second_done.wait(), 1)
+
+    async def second_change() -> None:
+        async with session_scope():
+            await account_service.request_email_change(account.id, second)
+        second_done.set()
+
+    async with session_scope():
+        await asyncio.gather(first_change(), second_change())
+    links = [
+        token_in(await mail_to(stack.smtp, email, CONFIRM_CHANGE), "/confirm-email-change")
+        for email in (first, second)
+    ]
+    confirm = "/api/v1/auth/confirm-email-change"
+    earlier = await client.post(confirm, json={"token": links[0]})
+    later = await client.post(confirm, json={"token": links[1]})
+
+    assert earlier.status_code == 400
+    assert later.status_code == 200
+    assert later.json()["email"] == second
 
 
 async def test_a_password_reset_ends_a_pending_email_change(
