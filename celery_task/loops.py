@@ -49,6 +49,7 @@ async def release_loop_resources() -> None:
 
 
 def _mark_eager_thread() -> None:
+    # A task running here is waited for by its sender: a task it sends must not queue.
     _local.eager = True
 
 
@@ -61,8 +62,8 @@ _eager_thread = ThreadPoolExecutor(
 async def run_eager(call: Callable[[], R]) -> R:
     """Run `call` (an eager send, which runs the task) on the eager thread; this loop goes on."""
     if getattr(_local, "eager", False):
-        # Sent by a task that runs on the eager thread: queueing behind that task would wait
-        # for ever, so it runs here (run_async_task gives it a loop of its own).
+        # Sent by a task running eagerly (on the eager thread, or on a loop of its own there):
+        # queueing behind that task would wait for ever, so it runs here, on a loop of its own.
         return call()
     future = _eager_thread.submit(contextvars.copy_context().run, call)
     return await asyncio.wrap_future(future)
@@ -91,5 +92,7 @@ def run_on_a_new_loop(make_coroutine: Callable[[], Coroutine[Any, Any, R]]) -> R
             await release_loop_resources()
 
     context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="async-task") as runner:
+    with ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="async-task", initializer=_mark_eager_thread
+    ) as runner:
         return runner.submit(context.run, asyncio.run, run_then_release()).result()

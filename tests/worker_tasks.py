@@ -55,6 +55,12 @@ async def relay(seconds: float) -> str:
     return str((await nap.adelay(seconds)).id)
 
 
+@async_task(name="tests.relay_on")
+async def relay_on(seconds: float) -> str:
+    """Sends a relay: three tasks deep, each sent by the one before; returns the relay's id."""
+    return str((await relay.adelay(seconds)).id)
+
+
 @celery_app.task(name="tests.add")
 def add(a: int, b: int) -> int:
     return a + b

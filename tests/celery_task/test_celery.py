@@ -298,3 +298,15 @@ async def test_an_eager_task_can_send_another_task(eager: None) -> None:
     nap_id = outcome.get()
     state = await to_thread.run_sync(lambda: AsyncResult(nap_id, app=celery_app).state)
     assert state == "SUCCESS"
+
+
+async def test_a_chain_of_eager_tasks_three_deep_finishes_and_leaves_the_next_send_free(
+    eager: None,
+) -> None:
+    outcome = await asyncio.wait_for(worker_tasks.relay_on.adelay(0.1), RESULT_TIMEOUT)
+    relay = await to_thread.run_sync(lambda: AsyncResult(outcome.get(), app=celery_app).get())
+    state = await to_thread.run_sync(lambda: AsyncResult(relay, app=celery_app).state)
+    assert state == "SUCCESS"
+    # The eager thread is free again: a send after the chain runs too.
+    later = await asyncio.wait_for(worker_tasks.nap.adelay(0.01), RESULT_TIMEOUT)
+    assert later.get() == 0.01
