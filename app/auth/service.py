@@ -247,6 +247,9 @@ class AuthService:
 # a hung writer costs one request its timeout, not every request (a refusal costs nothing).
 WRITER_RETRY_SECONDS = 5.0
 writer_down_until = 0.0
+# A token's expiry is set by its issuer's clock, which may run ahead of this host's: a revoked
+# session stays listed this much longer than its tokens can live.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def load_auth_state(user_id: int) -> AuthState | None:
@@ -255,7 +258,7 @@ async def load_auth_state(user_id: int) -> AuthState | None:
     global writer_down_until
     repository = AuthSessionRepository()
     # Only sessions whose access tokens may still be unexpired need remembering.
-    since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
+    since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES) - CLOCK_SKEW
     if time.monotonic() >= writer_down_until:
         try:
             async with session_scope():

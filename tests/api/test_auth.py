@@ -164,6 +164,31 @@ async def test_a_token_from_a_host_whose_clock_is_ahead_works_at_once(client: As
     assert (await me(client, f"Bearer {token}"))[0] == 200
 
 
+async def test_a_logged_out_token_from_a_fast_clock_stays_refused_until_it_expires(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    session_id = jwt.decode(account.access_token, options={"verify_signature": False})["sid"]
+    lifetime = timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES)
+    # Issued a lifetime ago by a host 30 s fast: it expires 28 s from now.
+    token, _ = encode_token(
+        user_id=account.id,
+        token_type="access",
+        session_id=session_id,
+        token_version=0,
+        now=datetime.now(UTC) - lifetime + timedelta(seconds=28),
+    )
+    assert (await me(client, f"Bearer {token}"))[0] == 200
+    assert (await client.post("/api/v1/auth/logout", headers=account.headers)).status_code == 204
+    # The logout came one lifetime and a second ago, by this host's clock.
+    stack.primary.psql(
+        "UPDATE auth_sessions SET revoked_at = now() - interval "
+        f"'{int(lifetime.total_seconds()) + 1} seconds' WHERE id = '{session_id}'"
+    )
+
+    assert (await me(client, f"Bearer {token}"))[:2] == (401, "TOKEN_REVOKED")
+
+
 async def test_refresh_rotates_and_reuse_revokes_the_whole_family(client: AsyncClient) -> None:
     account = await signed_up(client)
 
