@@ -82,15 +82,12 @@ class AuthSessionRepository:
         return (await session.execute(query)).scalars().all()
 
     async def revoke_owned(self, session_id: str, user_id: int) -> bool:
-        """Revoke the session if it is `user_id`'s and live; whether it was."""
+        """End the session if it is `user_id`'s (one already ended keeps its time); whether it
+        is theirs."""
         statement = (
             update(AuthSession)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.user_id == user_id,
-                AuthSession.revoked_at.is_(None),
-            )
-            .values(revoked_at=utcnow())
+            .where(AuthSession.id == session_id, AuthSession.user_id == user_id)
+            .values(revoked_at=func.coalesce(AuthSession.revoked_at, utcnow()))
             .returning(AuthSession.id)
             .execution_options(synchronize_session=False)
         )

@@ -120,6 +120,8 @@ class AuthService:
 
     @Transactional()
     async def end_session(self, user_id: int, session_id: str) -> None:
+        # Ending an ended session succeeds and spreads the change again: the retry of an end
+        # that got a 503 (saved, not heard everywhere) is how the client finishes it.
         if not await self.repository.revoke_owned(session_id, user_id):
             raise SessionNotFoundException()
         await forget_auth_state(user_id)

@@ -48,7 +48,8 @@ async def test_sessions_lists_each_login_and_one_can_be_ended(client: AsyncClien
     assert set(second) == {"id", "created_at", "last_used_at", "user_agent", "ip", "current"}
     assert second["ip"] == "127.0.0.1"
     assert ended.status_code == 204
-    assert again.status_code == 404
+    # Ending it again (the retry of an end that got a 503) succeeds and spreads it again.
+    assert again.status_code == 204
     assert await me_status(client, other_tokens["access_token"]) == 401
     assert await refresh(client, other_tokens["refresh_token"]) == 401
     assert (await client.get("/api/v1/users/me", headers=account.headers)).status_code == 200
