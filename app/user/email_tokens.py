@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, select, update
 
 from app.mail import frontend_link, send_mail
-from app.user.models import EmailToken
+from app.user.models import EmailToken, User
 from core.config import config
 from core.db import session
 from core.db.base import utcnow
@@ -47,6 +47,27 @@ def _valid(token: str, purpose: Purpose) -> ColumnElement[bool]:
 
 
 class EmailTokenRepository:
+    async def never_verified_nor_mailed(
+        self, registered_after: datetime, registered_before: datetime, limit: int = 1000
+    ) -> list[int]:
+        """Live unverified accounts registered in the window that never had a verification link."""
+        mailed = select(EmailToken.id).where(
+            EmailToken.user_id == User.id, EmailToken.purpose == Purpose.VERIFY_EMAIL
+        )
+        query = (
+            select(User.id)
+            .where(
+                User.is_verified.is_(False),
+                User.deleted_at.is_(None),
+                User.created_at > registered_after,
+                User.created_at < registered_before,
+                ~mailed.exists(),
+            )
+            .order_by(User.id)
+            .limit(limit)
+        )
+        return list((await session.scalars(query)).all())
+
     async def issue(self, user_id: int, purpose: Purpose, new_email: str | None = None) -> str:
         """A new token for `user_id`; the plain token is returned, only its hash is kept."""
         token = secrets.token_urlsafe(32)

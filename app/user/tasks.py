@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from app.user.email_tokens import EmailTokenRepository, Purpose, mail_link
 from app.user.repository import UserRepository
-from celery_task import async_task
+from celery_task import async_task, celery_app
 from core.db import Transactional, use_writer
+from core.db.base import utcnow
 
 Outcome = dict[str, int | str]
+# How often beat sends `send_missed_verification_emails`; a run not started by then is dropped.
+CATCH_UP_SECONDS = 300
+CATCH_UP_TASK = "user.send_missed_verification_emails"
+# A registration younger than this may still have its own mail on the way; one older than a
+# day (an imported account, say) is not mailed out of the blue.
+MISSED_AFTER, MISSED_WITHIN = timedelta(minutes=10), timedelta(days=1)
 
 
 @async_task(name="user.send_verification_email")
@@ -26,6 +35,22 @@ async def _mail_verification(user_id: int) -> Outcome:
     return {"user_id": user_id, "status": "sent"}
 
 
+@async_task(name=CATCH_UP_TASK)
+async def send_missed_verification_emails() -> int:
+    """Mail a verification link to every recent account that never had one; how many.
+
+    The catch-up for a `send_verification_email` that was never queued (the broker was out of
+    reach when the user registered, and the registration still succeeded).
+    """
+    now = utcnow()
+    missed = await EmailTokenRepository().never_verified_nor_mailed(
+        now - MISSED_WITHIN, now - MISSED_AFTER
+    )
+    for user_id in missed:
+        await send_verification_email.adelay(user_id)
+    return len(missed)
+
+
 @async_task(name="user.send_password_reset")
 async def send_password_reset(email: str) -> Outcome:
     """Mail a reset link if `email` has an account. Done here, not in the request, so that the
@@ -42,3 +67,12 @@ async def _mail_password_reset(email: str) -> Outcome:
     token = await EmailTokenRepository().issue(user.id, Purpose.RESET_PASSWORD)
     await mail_link(user.email, "reset_password", user.nickname, "/reset-password", token)
     return {"status": "sent"}
+
+
+# Read by `celery beat`, like the post module's catch-up (see app/post/tasks.py).
+celery_app.add_periodic_task(
+    CATCH_UP_SECONDS,
+    celery_app.signature(CATCH_UP_TASK),
+    name=CATCH_UP_TASK,
+    expires=CATCH_UP_SECONDS,
+)

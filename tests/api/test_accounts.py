@@ -14,6 +14,8 @@ from app.user import account_service
 from core.db import Transactional, session_scope
 from core.fastapi.dependencies import IsAuthenticated, IsVerified, PermissionDependency
 from tests.celery_task.conftest import Worker
+from tests.celery_task.test_broker_outage import RedisOutage
+from tests.celery_task.test_celery import result_of
 from tests.helpers import PASSWORD, Account, login, registration, signed_up
 from tests.mailbox import mail_to, text_of, token_in
 from tests.servers import ServerStack
@@ -37,6 +39,43 @@ async def verified(client: AsyncClient, stack: ServerStack, account: Account) ->
     token = token_in(await mail_to(stack.smtp, account.email, VERIFY), "/verify-email")
     response = await client.post("/api/v1/auth/verify-email", json={"token": token})
     assert response.status_code == 200, response.text
+
+
+async def test_an_account_registered_while_the_broker_was_down_gets_its_link_later(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    # Imported here: importing a task module reads the Celery settings, which the test sets.
+    from app.user.tasks import send_missed_verification_emails
+
+    body = registration()
+    outage = RedisOutage(stack, "stopped")
+    outage.begin()
+    try:
+        registered = await client.post("/api/v1/users", json=body)
+    finally:
+        await outage.end(client)
+    # Saved, whatever the answer says of the cache; its verification mail was never queued.
+    assert registered.status_code in {201, 503}, registered.text
+    email = body["email"]
+    user_id = int(stack.primary.psql(f"SELECT id FROM users WHERE email = '{email}'"))
+    links = f"SELECT count(*) FROM email_tokens WHERE user_id = {user_id}"
+    assert stack.primary.psql(links) == "0"
+    # Ten minutes on, past the time its own mail had to arrive.
+    stack.primary.psql(
+        f"UPDATE users SET created_at = created_at - interval '11 minutes' WHERE id = {user_id}"
+    )
+
+    mailed = await result_of(await send_missed_verification_emails.adelay())
+
+    assert isinstance(mailed, int)
+    assert mailed >= 1  # the suite's other such accounts count too
+    token = token_in(await mail_to(stack.smtp, email, VERIFY), "/verify-email")
+    verified = await client.post("/api/v1/auth/verify-email", json={"token": token})
+    assert verified.status_code == 200
+    assert verified.json()["is_verified"] is True
+    # Mailed once: the next run finds it verified (and it had a link).
+    await result_of(await send_missed_verification_emails.adelay())
+    assert stack.primary.psql(links) == "1"
 
 
 async def test_registration_mails_a_link_that_verifies_the_address_once(

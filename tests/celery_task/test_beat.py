@@ -16,6 +16,7 @@ from tests.servers import CeleryProcess, beat_command
 def test_beat_starts_as_make_beat_starts_it_with_the_periodic_tasks(tmp_path: Path) -> None:
     # Imported here: importing a task module reads the Celery settings, which the test sets.
     from app.post.tasks import CATCH_UP_SECONDS
+    from app.user import tasks as user_tasks
 
     # As compose runs it: the schedule file outside the source tree.
     schedule = tmp_path / "celerybeat-schedule"
@@ -35,9 +36,12 @@ def test_beat_starts_as_make_beat_starts_it_with_the_periodic_tasks(tmp_path: Pa
     assert "beat: Starting..." in beat.log()
     assert "Traceback" not in beat.log()
 
-    # What beat itself scheduled, as it saved it: the post module's catch-up, on its interval.
+    # What beat itself scheduled, as it saved it: the modules' catch-ups, on their intervals.
     with shelve.open(str(schedule)) as saved:
         entries = saved["entries"]
     catch_up = entries["post.delete_posts_of_deleted_users"]
     assert catch_up.task == "post.delete_posts_of_deleted_users"
     assert catch_up.schedule.run_every == timedelta(seconds=CATCH_UP_SECONDS)
+    missed_mails = entries[user_tasks.CATCH_UP_TASK]
+    assert missed_mails.task == user_tasks.CATCH_UP_TASK
+    assert missed_mails.schedule.run_every == timedelta(seconds=user_tasks.CATCH_UP_SECONDS)
