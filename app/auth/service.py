@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -29,6 +28,7 @@ from core.db.base import utcnow
 from core.exceptions.handlers import is_database_unavailable
 from core.fastapi.dependencies import EmailNotVerifiedException
 from core.fastapi.schemas.current_user import CurrentUser
+from core.helpers.outage import Outage
 from core.security.auth_state import AuthState, forget_auth_state, hold_auth_state
 from core.security.passwords import hash_password, verify_password
 from core.security.tokens import (
@@ -247,8 +247,7 @@ class AuthService:
 
 # After the writer timed out, auth states are read on a replica this long without trying it:
 # a hung writer costs one request its timeout, not every request (a refusal costs nothing).
-WRITER_RETRY_SECONDS = 5.0
-writer_down_until = 0.0
+writer_outage = Outage(5.0)
 # A token's expiry is set by its issuer's clock, which may run ahead of this host's: a revoked
 # session stays listed this much longer than its tokens can live.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -257,11 +256,10 @@ CLOCK_SKEW = timedelta(minutes=5)
 async def load_auth_state(user_id: int) -> AuthState | None:
     """A user's auth state, read on the writer (it decides access: no replica lag here), and on
     a replica while the writer cannot be reached, so authenticated reads keep working."""
-    global writer_down_until
     repository = AuthSessionRepository()
     # Only sessions whose access tokens may still be unexpired need remembering.
     since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES) - CLOCK_SKEW
-    if time.monotonic() >= writer_down_until:
+    if not writer_outage.ongoing:
         try:
             async with session_scope():
                 use_writer()
@@ -270,7 +268,7 @@ async def load_auth_state(user_id: int) -> AuthState | None:
             if not (is_database_unavailable(error) and databases.has_separate_reader):
                 raise
             if isinstance(error, TimeoutError):
-                writer_down_until = time.monotonic() + WRITER_RETRY_SECONDS
+                writer_outage.begin()
             logger.warning("writer unreachable (%r); auth states read on a replica", error)
     async with session_scope():
         state = await repository.auth_state(user_id, since)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.config import config
+from core.helpers.outage import Outage
 from core.tracing import trace_engine
 
 logger = logging.getLogger(__name__)
@@ -127,17 +128,12 @@ class ReaderFallback:
     def __init__(self, reader_url: URL, writer_url: URL, retry_seconds: float = 5.0) -> None:
         self.reader_dsn = _libpq_dsn(reader_url)
         self.writer_dsn = _libpq_dsn(writer_url)
-        self.retry_seconds = retry_seconds
-        self.down_until = 0.0
+        self.outage = Outage(retry_seconds)
         self._writer_connections: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
-
-    @property
-    def reader_is_down(self) -> bool:
-        return time.monotonic() < self.down_until
 
     async def connect(self) -> asyncpg.Connection:
         options = _connect_args()
-        if not self.reader_is_down:
+        if not self.outage.ongoing:
             try:
                 return await asyncpg.connect(self.reader_dsn, **options)
             except (TimeoutError, OSError, asyncpg.PostgresError) as error:
@@ -147,12 +143,12 @@ class ReaderFallback:
         return connection
 
     def mark_down(self, error: BaseException) -> None:
-        self.down_until = time.monotonic() + self.retry_seconds
+        self.outage.begin()
         logger.warning(
             "read replica unreachable (%s: %s); reads use the writer for %.0f s",
             type(error).__name__,
             error,
-            self.retry_seconds,
+            self.outage.seconds,
         )
 
     def install(self, reader_engine: AsyncEngine) -> None:
@@ -160,7 +156,7 @@ class ReaderFallback:
         def _replica_went_silent(context: ExceptionContext) -> None:
             # A hung replica is treated as an unreachable one; the pool replaces its
             # connections through connect(), which then opens them on the writer.
-            if isinstance(context.original_exception, TimeoutError) and not self.reader_is_down:
+            if isinstance(context.original_exception, TimeoutError) and not self.outage.ongoing:
                 self.mark_down(context.original_exception)
 
         @event.listens_for(reader_engine.sync_engine, "checkout")
@@ -169,7 +165,7 @@ class ReaderFallback:
         ) -> None:
             if (
                 dbapi_connection.driver_connection in self._writer_connections
-                and not self.reader_is_down
+                and not self.outage.ongoing
             ):
                 # The pool discards this connection and opens a new one through connect().
                 raise DisconnectionError("retrying the read replica")

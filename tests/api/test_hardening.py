@@ -278,7 +278,7 @@ async def test_a_database_outage_during_authentication_is_a_503(
         # The reader marked the replica down while it was stopped: later tests read there again.
         fallback = databases.reader_fallback
         if fallback is not None:
-            fallback.down_until = 0.0
+            fallback.outage.end()
 
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.db import databases, session, session_scope
 from core.helpers.cache import Cache
+from core.helpers.outage import Outage
 from tests.helpers import registration, signed_up
 from tests.servers import ServerStack
 
@@ -38,7 +39,7 @@ async def test_reads_fall_back_to_the_primary_while_the_replica_is_down_and_then
     assert await read_runs_on_replica()
     fallback = databases.reader_fallback
     assert fallback is not None
-    fallback.retry_seconds = 0.5
+    fallback.outage.seconds = 0.5
     caplog.set_level(logging.WARNING)
 
     await off_the_loop(stack.replica.stop)
@@ -57,9 +58,9 @@ async def test_reads_fall_back_to_the_primary_while_the_replica_is_down_and_then
         stack.replica.start()
         stack.wait_for_replica()
 
-    await asyncio.sleep(fallback.retry_seconds + 0.1)
+    await asyncio.sleep(fallback.outage.seconds + 0.1)
     assert await read_runs_on_replica()
-    fallback.retry_seconds = 5.0
+    fallback.outage.seconds = 5.0
 
 
 async def test_a_read_after_the_replica_restarted_gets_a_fresh_connection(
@@ -125,7 +126,7 @@ async def test_a_hung_replica_sends_reads_to_the_primary_and_they_return_after_i
     assert await read_runs_on_replica()  # a replica connection in the pool
     fallback = databases.reader_fallback
     assert fallback is not None
-    fallback.retry_seconds = 1.0
+    fallback.outage.seconds = 1.0
     caplog.set_level(logging.WARNING)
 
     stack.replica.freeze()
@@ -142,7 +143,7 @@ async def test_a_hung_replica_sends_reads_to_the_primary_and_they_return_after_i
     finally:
         stack.replica.thaw()
 
-    await asyncio.sleep(fallback.retry_seconds + 0.1)
+    await asyncio.sleep(fallback.outage.seconds + 0.1)
     assert await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS)
 
 
@@ -155,7 +156,7 @@ async def test_a_slow_statement_is_cancelled_and_the_replica_stays_in_use(
 
     fallback = databases.reader_fallback
     assert fallback is not None
-    assert not fallback.reader_is_down  # slow is not hung
+    assert not fallback.outage.ongoing  # slow is not hung
     assert await read_runs_on_replica()
 
 
@@ -167,7 +168,7 @@ async def test_a_hung_primary_gets_writes_a_503_and_authenticated_reads_keep_wor
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Put back afterwards: the tests after this one find the writer trusted again.
-    monkeypatch.setattr("app.auth.service.writer_down_until", 0.0)
+    monkeypatch.setattr("app.auth.service.writer_outage", Outage(5.0))
     accounts = [await signed_up(client) for _ in range(3)]
     stack.wait_for_replica()
     # No cached auth state, and no hold left by the sign-up: the states must be read now.

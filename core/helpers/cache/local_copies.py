@@ -136,7 +136,7 @@ class LocalCopies:
                         logger.warning("cache change feed lost (%r); no copies until back", error)
                 self._lose()
                 # As long as a failed Redis is skipped by every other call.
-                await asyncio.sleep(backend.retry_seconds)
+                await asyncio.sleep(backend.outage.seconds)
         finally:
             self._lose()
 

@@ -19,6 +19,7 @@ from core.helpers.cache.base import (
     CacheUnavailableError,
     VersionedRead,
 )
+from core.helpers.outage import Outage
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ CALL_TIMEOUT_SECONDS = 0.8 * CACHE_TIMEOUT_SECONDS
 class RedisBackend(BaseBackend):
     """Redis through redis.asyncio: one round trip per operation, short timeouts.
 
-    After a failure the backend stays "down" for `retry_seconds` and fails at once, so an
-    outage costs each request nothing rather than a timeout each.
+    After a failure the backend is skipped (`outage`) for `retry_seconds` and fails at once,
+    so an outage costs each request nothing rather than a timeout each.
     """
 
     def __init__(
@@ -50,10 +51,9 @@ class RedisBackend(BaseBackend):
     ) -> None:
         self.url = url
         self.timeout = timeout
-        self.retry_seconds = retry_seconds
         self.max_connections = max_connections
         self._clients: dict[asyncio.AbstractEventLoop, Redis] = {}
-        self._down_until = 0.0
+        self.outage = Outage(retry_seconds)
 
     @property
     def client(self) -> Redis:
@@ -81,7 +81,7 @@ class RedisBackend(BaseBackend):
     async def call(self, operation: Callable[[Redis], Awaitable[T]], *, always: bool = False) -> T:
         """`operation` on this loop's client, failing at once while Redis is marked down (for the
         cache and the rate limiter alike); `always`: a change to propagate tries even then."""
-        if not always and time.monotonic() < self._down_until:
+        if not always and self.outage.ongoing:
             raise CacheUnavailableError("redis is marked down")
         try:
             # Inside the caller's bound (`bounded`): a hung Redis times out here, and is marked
@@ -92,7 +92,7 @@ class RedisBackend(BaseBackend):
             # Redis answered: an error about this command, not an outage.
             raise CacheUnavailableError(str(error)) from error
         except (RedisError, OSError, TimeoutError) as error:
-            self._down_until = time.monotonic() + self.retry_seconds
+            self.outage.begin()
             logger.warning("redis unavailable (%s: %s)", type(error).__name__, error)
             raise CacheUnavailableError(str(error)) from error
 
