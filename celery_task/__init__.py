@@ -1,5 +1,11 @@
 from celery_task import signals as _signals  # noqa: F401 - connects the worker signal handlers
-from celery_task.application import AppTask, BrokerUnavailableException, call_broker, celery_app
+from celery_task.application import (
+    AppTask,
+    BrokerUnavailableException,
+    call_broker,
+    celery_app,
+    run_every,
+)
 from celery_task.async_task import async_task
 from celery_task.ownership import caused_by
 
@@ -10,4 +16,5 @@ __all__ = [
     "call_broker",
     "caused_by",
     "celery_app",
+    "run_every",
 ]

@@ -167,3 +167,13 @@ async def _publish_all(publishes: list[Callable[[], AsyncResult]]) -> None:
 
 celery_app = Celery("celery_task", task_cls=AppTask)
 celery_app.add_defaults(lambda: CeleryConfigurator(config).as_dict())
+
+
+def run_every(seconds: float, task_name: str) -> None:
+    """Have `celery beat` send the task every `seconds`; a run not started by the next is dropped.
+
+    By name: touching the task itself at import would configure Celery (read settings) then.
+    """
+    celery_app.add_periodic_task(
+        seconds, celery_app.signature(task_name), name=task_name, expires=seconds
+    )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from app.post.service import post_service
-from celery_task import async_task, celery_app
+from celery_task import async_task, run_every
 
 # How often beat sends `delete_posts_of_deleted_users`; a run not started by then is dropped.
 CATCH_UP_SECONDS = 300
@@ -32,11 +32,5 @@ async def delete_posts_of_deleted_users() -> int:
     return await post_service.delete_of_deleted_authors()
 
 
-# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py. By
-# name: touching the task itself here would configure Celery (read settings) at import time.
-celery_app.add_periodic_task(
-    CATCH_UP_SECONDS,
-    celery_app.signature(CATCH_UP_TASK),
-    name=CATCH_UP_TASK,
-    expires=CATCH_UP_SECONDS,
-)
+# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py.
+run_every(CATCH_UP_SECONDS, CATCH_UP_TASK)

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from app.user.email_tokens import EmailTokenRepository, Purpose, mail_link
 from app.user.repository import UserRepository
-from celery_task import async_task, celery_app
+from celery_task import async_task, run_every
 from core.db import Transactional, use_writer
 from core.db.base import utcnow
 
@@ -69,10 +69,5 @@ async def _mail_password_reset(email: str) -> Outcome:
     return {"status": "sent"}
 
 
-# Read by `celery beat`, like the post module's catch-up (see app/post/tasks.py).
-celery_app.add_periodic_task(
-    CATCH_UP_SECONDS,
-    celery_app.signature(CATCH_UP_TASK),
-    name=CATCH_UP_TASK,
-    expires=CATCH_UP_SECONDS,
-)
+# Read by `celery beat` (`make beat`, compose's `beat`), which imports every app/*/tasks.py.
+run_every(CATCH_UP_SECONDS, CATCH_UP_TASK)
