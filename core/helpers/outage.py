@@ -21,6 +21,3 @@ class Outage:
 
     def begin(self) -> None:
         self._until = time.monotonic() + self.seconds
-
-    def end(self) -> None:
-        self._until = 0.0

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from core.config import config
 from core.db import Transactional, databases, session
+from core.helpers.outage import Outage
 from core.security.auth_state import forget_auth_state
 from tests.helpers import PASSWORD, login, registration, signed_up, unique_email
 from tests.servers import ServerStack
@@ -278,7 +279,7 @@ async def test_a_database_outage_during_authentication_is_a_503(
         # The reader marked the replica down while it was stopped: later tests read there again.
         fallback = databases.reader_fallback
         if fallback is not None:
-            fallback.outage.end()
+            fallback.outage = Outage(fallback.outage.seconds)
 
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
