@@ -22,6 +22,7 @@ TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
 DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_FRONTEND_URL = "http://127.0.0.1:3000"
 
 
 class ConfigError(ValueError):
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
     SMTP_USER: str | None = None
     SMTP_PASSWORD: str | None = None
     SMTP_TLS: Literal["none", "starttls", "tls"] = "none"
-    FRONTEND_URL: str = "http://127.0.0.1:3000"
+    FRONTEND_URL: str = DEFAULT_FRONTEND_URL
     EMAIL_TOKEN_EXPIRE_MINUTES: int = Field(default=60, ge=1)
     EMAIL_VERIFICATION_REQUIRED: bool = False
     REFRESH_TOKEN_COOKIE: bool = False
@@ -180,6 +181,11 @@ class Settings(BaseSettings):
             problems.append("FORWARDED_ALLOW_IPS is *: name the proxies whose headers to believe")
         if self.WRITER_DB_URL and self.WRITER_DB_URL.startswith("sqlite"):
             problems.append("WRITER_DB_URL points at SQLite, which is for local use only")
+        if self.MAIL_BACKEND == "console":
+            # Its log lines carry reset links: whoever reads the log could take over accounts.
+            problems.append("MAIL_BACKEND is console, which writes account links to the log")
+        if self.FRONTEND_URL == DEFAULT_FRONTEND_URL:
+            problems.append("FRONTEND_URL is not set: links in mail would point at this machine")
         return problems
 
 

@@ -32,6 +32,8 @@ SETTING_NAMES = (
     "CELERY_BROKER_URL",
     "CELERY_BACKEND_URL",
     "DEBUG",
+    "MAIL_BACKEND",
+    "FRONTEND_URL",
 )
 
 
@@ -49,6 +51,7 @@ def set_prod_settings(monkeypatch: pytest.MonkeyPatch, *, secret: str) -> None:
     monkeypatch.setenv("WRITER_DB_URL", "postgresql+asyncpg://a@h/db")
     monkeypatch.setenv("READER_DB_URL", "postgresql+asyncpg://a@h/db")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("FRONTEND_URL", "https://app.example")
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ def test_prod_refuses_to_start_and_names_every_missing_setting() -> None:
     result = CliRunner().invoke(main.main, ["--env", "prod"])
 
     assert result.exit_code == 2
-    for name in ("JWT_SECRET_KEY", "WRITER_DB_URL", "READER_DB_URL", "REDIS_URL"):
+    for name in ("JWT_SECRET_KEY", "WRITER_DB_URL", "READER_DB_URL", "REDIS_URL", "FRONTEND_URL"):
         assert name in result.output
 
 
@@ -99,6 +102,15 @@ def test_prod_refuses_to_believe_every_client_s_forwarded_address(
     with pytest.raises(ConfigError, match=r"FORWARDED_ALLOW_IPS is \*"):
         load_config(ENV="prod", FORWARDED_ALLOW_IPS="10.0.0.2, *")
     assert load_config(ENV="prod", FORWARDED_ALLOW_IPS="10.0.0.2").ENV == "prod"
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_prod_refuses_to_write_account_links_to_the_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_prod_settings(monkeypatch, secret="s" * 64)
+
+    with pytest.raises(ConfigError, match="MAIL_BACKEND is console"):
+        load_config(ENV="prod", MAIL_BACKEND="console")
+    assert load_config(ENV="prod").MAIL_BACKEND == "smtp"
 
 
 @pytest.mark.usefixtures("unconfigured")
@@ -289,6 +301,7 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         "READER_DB_URL": stack.replica.dsn(),
         "REDIS_URL": stack.redis.url_for(0),
         "CELERY_BROKER_URL": stack.redis.url_for(1),
+        "FRONTEND_URL": "https://app.example",
     }
     log = tmp_path / "server.log"
     server = start_server(
