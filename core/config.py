@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast, get_args
 
-from limits import parse
+from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -18,6 +18,9 @@ MIN_PROD_SECRET_LENGTH = 32
 
 EMBEDDED_DB_URL = "sqlite+aiosqlite:///./app.db"
 TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+# The most requests one limit may allow per window: a count keeps each request's time, so its
+# memory grows with this. A higher rate is a shorter window ("1000/36 seconds" for 100,000/hour).
+MAX_LIMIT_REQUESTS = 10_000
 # The docker compose stack's published ports (docker/docker-compose.yml).
 DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
 DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
@@ -27,6 +30,17 @@ DEFAULT_FRONTEND_URL = "http://127.0.0.1:3000"
 
 class ConfigError(ValueError):
     """The settings cannot run in the chosen environment; the message names every offender."""
+
+
+def parse_limit(text: str) -> RateLimitItem:
+    """One limit in `limits`' notation ("10/minute"); ValueError for a typo, for several limits
+    (only one would count) and for more than MAX_LIMIT_REQUESTS per window."""
+    items = parse_many(text)
+    if len(items) != 1:
+        raise ValueError(f"{text!r} names {len(items)} limits; give one")
+    if items[0].amount > MAX_LIMIT_REQUESTS:
+        raise ValueError(f"{text!r} allows over {MAX_LIMIT_REQUESTS} requests; shorten the window")
+    return items[0]
 
 
 class Settings(BaseSettings):
@@ -112,7 +126,7 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_limit(cls, value: str) -> str:
         # A typo must stop the server at startup, not fail every limited request.
-        parse(value)
+        parse_limit(value)
         return value
 
     @field_validator("CORS_ORIGINS", mode="before")

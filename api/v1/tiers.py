@@ -17,7 +17,13 @@ from app.tier import (
 )
 from core.config import TIER_NAME_PATTERN
 from core.exceptions import UnprocessableEntityException
-from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency, RateLimit
+from core.fastapi.dependencies import (
+    IsAdmin,
+    IsAuthenticated,
+    PermissionDependency,
+    RateLimit,
+    is_rate_limited,
+)
 
 router = APIRouter(
     prefix="/tiers",
@@ -30,7 +36,7 @@ TierName = Annotated[str, Path(pattern=TIER_NAME_PATTERN)]
 
 class UnknownPathException(UnprocessableEntityException):
     error_code = "TIER__UNKNOWN_PATH"
-    detail = "No route has this path template."
+    detail = "No rate-limited route has this path template."
 
 
 @router.post(
@@ -58,10 +64,10 @@ async def list_tiers() -> Sequence[Tier]:
 )
 async def add_rate_limit(name: TierName, body: RateLimitCreate, request: Request) -> TierRateLimit:
     """Limit one route (by its path template) for the tier's callers; applies at once."""
-    # A typo would limit nothing and look as if it did.
-    templates = {route.path for route in iter_route_contexts(request.app.routes)}
-    if body.path not in templates:
-        raise UnknownPathException(f"No route has the path template {body.path}.")
+    # A typo, or a route without RateLimit, would limit nothing and look as if it did.
+    routes = iter_route_contexts(request.app.routes)
+    if body.path not in {route.path for route in routes if is_rate_limited(route)}:
+        raise UnknownPathException(f"No rate-limited route has the path template {body.path}.")
     return await tier_service.add_rate_limit(name, body)
 
 

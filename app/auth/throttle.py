@@ -21,7 +21,7 @@ import hashlib
 from limits import RateLimitItem, RateLimitItemPerSecond
 
 from app.auth.exceptions import TooManyLoginAttemptsException
-from core.helpers.rate_limiter import rate_limiter
+from core.helpers.rate_limiter import caller_address, rate_limiter
 
 
 class LoginThrottle:
@@ -61,28 +61,30 @@ class LoginThrottle:
     async def reserve_attempt(self, email: str, address: str) -> None:
         """Count this attempt; raise 429 with Retry-After while the address, the pair or the
         account's delay says wait."""
-        account = self._account(email)
+        account, address = self._account(email), caller_address(address)
         blocked = await rate_limiter.peek(self.address_failures, "login-address", address)
         if not blocked.allowed:
             raise TooManyLoginAttemptsException(retry_after=blocked.reset_in)
+        tried = await rate_limiter.peek(self.pair, "login-pair", account, address)
+        # The first attempt from here since a success is never delayed.
+        if tried.remaining < self.pair.amount:
+            failures = await rate_limiter.peek(self.account_failures, "login-account", account)
+            delay = self._delay(self.account_failures.amount - failures.remaining)
+            if delay is not None:
+                waited = await rate_limiter.peek(delay, "login-delay", account)
+                if not waited.allowed:
+                    # Not counted: a client that waits as told must find its attempts left.
+                    raise TooManyLoginAttemptsException(retry_after=waited.reset_in)
         pair = await rate_limiter.hit(self.pair, "login-pair", account, address)
         if not pair.allowed:
             raise TooManyLoginAttemptsException(retry_after=pair.reset_in)
-        if pair.remaining + 1 >= self.pair.amount:
-            return  # the first attempt from here since a success: never delayed
-        failures = await rate_limiter.peek(self.account_failures, "login-account", account)
-        delay = self._delay(self.account_failures.amount - failures.remaining)
-        if delay is not None:
-            waited = await rate_limiter.peek(delay, "login-delay", account)
-            if not waited.allowed:
-                raise TooManyLoginAttemptsException(retry_after=waited.reset_in)
 
     async def reserve(self, action: str, email: str, address: str) -> None:
         """Count one `action` ("register", "forgot_password", ...) for the account and for the
         address; past either limit within the window, 429 with Retry-After."""
         hits = [
             await rate_limiter.hit(self.action_per_account, action, self._account(email)),
-            await rate_limiter.hit(self.action_per_address, action, address),
+            await rate_limiter.hit(self.action_per_address, action, caller_address(address)),
         ]
         if refused := [hit for hit in hits if not hit.allowed]:
             raise TooManyLoginAttemptsException(
@@ -92,7 +94,7 @@ class LoginThrottle:
 
     async def record_failure(self, email: str, address: str) -> None:
         account = self._account(email)
-        await rate_limiter.hit(self.address_failures, "login-address", address)
+        await rate_limiter.hit(self.address_failures, "login-address", caller_address(address))
         failures = await rate_limiter.hit(self.account_failures, "login-account", account)
         delay = self._delay(self.account_failures.amount - failures.remaining)
         if delay is not None:
@@ -102,7 +104,7 @@ class LoginThrottle:
         account = self._account(email)
         await rate_limiter.clear(self.account_failures, "login-account", account)
         if address is not None:
-            await rate_limiter.clear(self.pair, "login-pair", account, address)
+            await rate_limiter.clear(self.pair, "login-pair", account, caller_address(address))
 
 
 login_throttle = LoginThrottle()

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.config import TIER_NAME_PATTERN
+from core.config import MAX_LIMIT_REQUESTS, TIER_NAME_PATTERN
 from core.helpers.validators import PlainText
 
 TierName = Annotated[str, Field(pattern=TIER_NAME_PATTERN)]
@@ -30,7 +30,7 @@ class RateLimitCreate(BaseModel):
 
     # A route's path template, as the routes declare it: "/api/v1/users/{user_id}".
     path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_{}/.-]*$", max_length=255)]
-    limit: Annotated[int, Field(ge=1, le=1_000_000)]
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT_REQUESTS)]
     period_seconds: Annotated[int, Field(ge=1, le=86_400)]
 
 

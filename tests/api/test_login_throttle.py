@@ -3,6 +3,7 @@ never locks its owner out, and cannot lock anyone out by naming their address.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -72,3 +73,38 @@ async def test_a_success_clears_the_account_and_address_count(client: AsyncClien
     again = [(await login(client, account.email, "typo")).status_code for _ in range(5)]
 
     assert again == [401] * 5
+
+
+async def test_an_owner_who_waits_as_told_after_a_delay_gets_in(
+    client: AsyncClient, from_address: From
+) -> None:
+    owner = await signed_up(client)
+    for n in range(10):  # the account's free failures, from elsewhere
+        async with from_address(f"198.51.100.{n}") as attacker:
+            assert (await login(attacker, owner.email, "guess")).status_code == 401
+    async with from_address("203.0.113.10") as home:
+        typo = await login(home, owner.email, "typo")
+        # Too soon, four times (a double click, a client retrying by itself).
+        too_soon = [await login(home, owner.email) for _ in range(4)]
+        await asyncio.sleep(int(too_soon[-1].headers["retry-after"]) + 0.2)
+        after_waiting = await login(home, owner.email)
+
+    assert typo.status_code == 401
+    assert [r.status_code for r in too_soon] == [429] * 4
+    assert int(too_soon[-1].headers["retry-after"]) <= 4
+    assert after_waiting.status_code == 200
+
+
+async def test_addresses_of_one_ipv6_64_are_one_address(
+    client: AsyncClient, from_address: From
+) -> None:
+    owner = await signed_up(client)
+    statuses = []
+    for n in range(1, 8):  # one host, a new address for every guess
+        async with from_address(f"2001:db8:5:{owner.id % 9000:x}::{n:x}") as attacker:
+            statuses.append((await login(attacker, owner.email, "guess")).status_code)
+    async with from_address(f"2001:db8:6:{owner.id % 9000:x}::1") as home:
+        mine = await login(home, owner.email)
+
+    assert statuses == [401] * 5 + [429] * 2
+    assert mine.status_code == 200

@@ -13,9 +13,10 @@ import pytest
 from fastapi import Depends
 from fastapi.routing import APIRoute, iter_route_contexts
 from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
 
-from core.config import load_config
-from core.fastapi.dependencies import RateLimit
+from core.config import Settings, load_config
+from core.fastapi.dependencies import RateLimit, is_rate_limited
 from core.helpers.cache import Cache, RedisBackend
 from core.helpers.cache.cache_manager import hold_seconds
 from tests.helpers import Account, scrape, signed_up, value
@@ -97,7 +98,7 @@ def test_every_write_route_under_api_v1_and_every_auth_route_is_limited() -> Non
             continue
         methods, path = route.methods or set(), route.path or ""
         writes = methods & {"POST", "PUT", "PATCH", "DELETE"}
-        limited = any(isinstance(d.call, RateLimit) for d in route.dependant.dependencies)
+        limited = is_rate_limited(route)
         if path.startswith("/api/v1") and (writes or "/auth/" in path) and not limited:
             unlimited.append(f"{sorted(methods)} {path}")
     assert unlimited == []
@@ -127,6 +128,70 @@ async def test_a_route_limit_refuses_with_429_retry_after_in_the_problem_envelop
     assert 0 < int(refused.headers["retry-after"]) <= 60
     assert refused.headers["ratelimit-policy"] == '"default";q=3;w=60'
     assert refused.headers["ratelimit"].startswith('"default";r=0;t=')
+
+
+async def test_two_routes_of_one_path_count_apart_and_an_ipv6_64_is_one_caller() -> None:
+    from app.server import create_app
+
+    app = create_app()
+
+    @app.patch("/test-only/thing", dependencies=[Depends(RateLimit("2/minute"))])
+    async def change() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.delete("/test-only/thing", dependencies=[Depends(RateLimit("2/minute"))])
+    async def remove() -> dict[str, bool]:
+        return {"ok": True}
+
+    async def status(method: str, address: str) -> int:
+        transport = ASGITransport(app=app, client=(address, 40000))
+        async with AsyncClient(transport=transport, base_url="http://test") as http:
+            return (await http.request(method, "/test-only/thing")).status_code
+
+    one_address = f"192.0.2.{uuid4().int % 250 + 1}"
+    patches = [await status("PATCH", one_address) for _ in range(3)]
+    delete = await status("DELETE", one_address)
+    # Three addresses of one /64: one host can take any of them.
+    one_64 = f"2001:db8:8:{uuid4().int % 9000:x}"
+    same_host = [await status("PATCH", f"{one_64}::{n:x}") for n in (1, 0xBEEF, 0xFFFF)]
+    next_64 = await status("PATCH", f"2001:db8:9:{uuid4().int % 9000:x}::1")
+
+    assert patches == [200, 200, 429]
+    assert delete == 200
+    assert same_host == [200, 200, 429]
+    assert next_64 == 200
+
+
+def test_a_limit_that_would_count_wrongly_is_refused_where_it_is_written() -> None:
+    # limits' notation takes several limits at once; only one of them would count.
+    with pytest.raises(ValidationError, match="names 2 limits"):
+        Settings(ENV="local", RATE_LIMIT_DEFAULT="1000/hour;10/minute")
+    with pytest.raises(ValueError, match="names 2 limits"):
+        RateLimit("5/minute;100/day")
+    with pytest.raises(ValueError, match="shorten the window"):
+        RateLimit("100000/hour")
+    assert RateLimit("1000/36 seconds").limit is not None
+
+
+async def test_a_tier_limit_is_refused_where_it_would_limit_nothing(
+    client: AsyncClient, admin: Account
+) -> None:
+    tier = await new_tier(client, admin)
+
+    async def add(path: str, limit: int) -> httpx.Response:
+        body = {"path": path, "limit": limit, "period_seconds": 60}
+        return await client.post(
+            f"/api/v1/tiers/{tier}/rate-limits", json=body, headers=admin.headers
+        )
+
+    unlimited_route = await add("/api/v1/tasks/{task_id}", 5)
+    too_many = await add(REFRESH, 10_001)
+    fine = await add(REFRESH, 10_000)
+
+    assert unlimited_route.status_code == 422
+    assert unlimited_route.json()["error_code"] == "TIER__UNKNOWN_PATH"
+    assert too_many.status_code == 422
+    assert fine.status_code == 201
 
 
 async def test_rate_limit_enabled_false_turns_it_off(client: AsyncClient) -> None:

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 from fastapi import Request
-from limits import RateLimitItem, RateLimitItemPerSecond, parse
+from limits import RateLimitItem, RateLimitItemPerSecond
 
-from core.config import config
+from core.config import config, parse_limit
 from core.exceptions import TooManyRequestsException
 from core.fastapi.routes import route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
-from core.helpers.rate_limiter import rate_limiter
+from core.helpers.rate_limiter import caller_address, rate_limiter
 from core.security.auth_state import queries
 
 logger = logging.getLogger(__name__)
 # RATE_LIMIT_DEFAULT is read on each request (settings can be reloaded), but parsed once a value.
-_parse = functools.lru_cache(maxsize=16)(parse)
+_parse = functools.lru_cache(maxsize=16)(parse_limit)
 
 # Where the dependency leaves the headers for RequestContextMiddleware, which adds them to
 # whatever response the route ends with (a Response it returns, an error).
@@ -33,7 +34,7 @@ class RateLimitedException(TooManyRequestsException):
 class RateLimit:
     def __init__(self, limit: str | None = None) -> None:
         # Parsed here, so a malformed limit fails at import rather than on a request.
-        self.limit = parse(limit) if limit else None
+        self.limit = parse_limit(limit) if limit else None
 
     async def __call__(self, request: Request) -> None:
         if not config.RATE_LIMIT_ENABLED:
@@ -45,11 +46,12 @@ class RateLimit:
             tier, caller = user.tier or config.DEFAULT_TIER, f"user:{user.id}"
             limits = user.rate_limits
         else:
-            address = request.client.host if request.client else "unknown"
+            address = caller_address(request.client.host) if request.client else "unknown"
             tier, caller = config.RATE_LIMIT_ANONYMOUS_TIER, f"address:{address}"
             limits = await _tier_limits(tier)
         policy, item = self._policy(tier, path, limits)
-        hit = await rate_limiter.hit(item, path, caller)
+        # Per route: PATCH and DELETE of one path template do not share a count.
+        hit = await rate_limiter.hit(item, request.method, path, caller)
         request.scope[HEADERS_SCOPE_KEY] = [
             (b"ratelimit-policy", f'"{policy}";q={item.amount};w={item.get_expiry()}'.encode()),
             (b"ratelimit", f'"{policy}";r={hit.remaining};t={hit.reset_in}'.encode()),
@@ -64,6 +66,14 @@ class RateLimit:
         return "default", self.limit or _parse(config.RATE_LIMIT_DEFAULT)
 
 
+def is_rate_limited(route: Any) -> bool:
+    """Whether a route (from `iter_route_contexts`) has a RateLimit among its dependencies."""
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and any(
+        isinstance(dependency.call, RateLimit) for dependency in dependant.dependencies
+    )
+
+
 async def _tier_limits(tier: str) -> TierLimits:
     try:
         return await queries.tier_limits(tier) if queries.tier_limits else ()
@@ -73,4 +83,4 @@ async def _tier_limits(tier: str) -> TierLimits:
         return ()
 
 
-__all__ = ["RateLimit", "RateLimitedException"]
+__all__ = ["RateLimit", "RateLimitedException", "is_rate_limited"]
