@@ -23,8 +23,10 @@ def _refused_for_good(error: aiosmtplib.SMTPException) -> bool:
 # Retried with exponential backoff (1 s, 2 s, 4 s ... up to 5 minutes, jittered) while the SMTP
 # server cannot be reached or refuses for now (4xx); after the last try the task fails and the
 # log says so. A permanent refusal (5xx) is no SMTPException to retry: the task fails at once.
+# No result is stored: a stored state carries the task's arguments, links with live tokens.
 @async_task(
     name="mail.send",
+    ignore_result=True,
     autoretry_for=(aiosmtplib.SMTPException, OSError),
     retry_backoff=1,
     retry_backoff_max=300,
@@ -41,3 +43,9 @@ async def send_mail(to: str, template: str, context: dict[str, str]) -> dict[str
         raise MailRefusedException(f"mail {template!r} to {to} refused: {error}") from error
     logger.info("mail %r sent to %s", template, to)
     return {"to": to, "subject": str(message["Subject"])}
+
+
+async def queue_mail(to: str, template: str, context: dict[str, str]) -> None:
+    """Send `template` to `to` (after the commit, inside a transaction). Logs, task events and
+    Flower show the recipient and the template, never the context: its links log anyone in."""
+    await send_mail.aapply_async((to, template, context), argsrepr=repr((to, template, "...")))

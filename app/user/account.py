@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from app.mail import send_mail
+from app.mail import queue_mail
 from app.user.email_tokens import CREDENTIAL_LINKS, EmailTokenRepository, Purpose, mail_link
 from app.user.exceptions import (
     DuplicateEmailException,
@@ -136,7 +136,7 @@ class AccountService:
     @staticmethod
     async def _notice(email: str, nickname: str, new_email: str, state: str) -> None:
         context = {"nickname": nickname, "new_email": new_email, "state": state}
-        await send_mail.adelay(email, "email_change_notice", context)
+        await queue_mail(email, "email_change_notice", context)
 
 
 account_service = AccountService()

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, select, update
 
-from app.mail import frontend_link, send_mail
+from app.mail import frontend_link, queue_mail
 from app.user.models import EmailToken, User
 from core.config import config
 from core.db import session
@@ -122,4 +122,4 @@ async def mail_link(to: str, template: str, nickname: str, path: str, token: str
         "link": frontend_link(path, token),
         "minutes": str(config.EMAIL_TOKEN_EXPIRE_MINUTES),
     }
-    await send_mail.adelay(to, template, context)
+    await queue_mail(to, template, context)

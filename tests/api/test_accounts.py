@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+import redis
 from fastapi import Depends, FastAPI
 from httpx import ASGITransport, AsyncClient
 
@@ -30,7 +32,9 @@ NEW_PASSWORD = "a brand new passphrase"
 @pytest.fixture(scope="module", autouse=True)
 def mail_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """Workers as compose runs them for the queues these flows use."""
-    started = Worker(tmp_path_factory.mktemp("accounts") / "worker.log", "user,mail")
+    # JSON lines, as a log shipper reads them: they carry each task's arguments.
+    env = {**os.environ, "LOG_JSON": "true"}
+    started = Worker(tmp_path_factory.mktemp("accounts") / "worker.log", "user,mail", env=env)
     yield started
     started.stop()
 
@@ -216,6 +220,27 @@ async def test_forgot_password_answers_alike_and_the_reset_ends_every_session(
     assert refreshed.status_code == 401
     assert (await login(client, account.email)).status_code == 401
     assert (await login(client, account.email, NEW_PASSWORD)).status_code == 200
+
+
+async def test_a_mailed_token_is_in_the_mail_and_nowhere_else(
+    client: AsyncClient, stack: ServerStack, mail_worker: Worker
+) -> None:
+    account = await signed_up(client)
+    await client.post("/api/v1/auth/forgot-password", json={"email": account.email})
+    token = token_in(await mail_to(stack.smtp, account.email, RESET), "/reset-password")
+    await asyncio.sleep(0.5)  # the mail task's last log line and stored state
+
+    results = redis.Redis.from_url(stack.redis.url_for(2))
+    stored = [results.get(key) or b"" for key in results.scan_iter("celery-task-meta-*")]
+    assert stored
+    assert not [value for value in stored if token.encode() in value]
+    log = mail_worker.log()
+    assert "mail.send" in log
+    assert token not in log
+    reset = await client.post(
+        "/api/v1/auth/reset-password", json={"token": token, "password": NEW_PASSWORD}
+    )
+    assert reset.status_code == 204
 
 
 async def test_forgot_password_takes_as_long_for_unknown_as_for_known_addresses(
