@@ -126,4 +126,7 @@ def setup_error_reports() -> None:
             dsn=config.SENTRY_DSN,
             environment=config.ENV,
             auto_enabling_integrations=False,
+            # A frame's variables hold tokens, headers and passwords that its scrubber does not
+            # find (it looks at names, not inside values): a report would carry credentials.
+            include_local_variables=False,
         )

@@ -18,10 +18,15 @@ import sentry_sdk
 from anyio import to_thread
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import BaseModel
 
 from tests import worker_tasks
 from tests.celery_task.conftest import Worker
-from tests.helpers import PostReceiver
+from tests.helpers import PostReceiver, signed_up
+
+
+class Secret(BaseModel):
+    password: str
 
 
 class Events:
@@ -72,13 +77,17 @@ async def test_an_unhandled_error_is_reported(
     try:
         app: FastAPI = create_app()
 
-        async def explode() -> None:
+        async def explode(body: Secret) -> None:
             raise RuntimeError("the report must say this")
 
-        app.add_api_route("/test-only/explode", explode)
+        app.add_api_route("/test-only/explode", explode, methods=["POST"])
         transport = ASGITransport(app=app, raise_app_exceptions=False)
         async with AsyncClient(transport=transport, base_url="http://t") as http:
-            assert (await http.get("/test-only/explode")).status_code == 500
+            account = await signed_up(http)
+            # What a request carries that would log anyone in: a bearer token, a password.
+            sent = {"password": "hunter2-secret-passphrase"}
+            failed = await http.post("/test-only/explode", json=sent, headers=account.headers)
+            assert failed.status_code == 500
             assert (await http.get("/health")).status_code == 200
         sentry_sdk.get_client().close(timeout=10)  # sends what it holds, then stops
     finally:
@@ -91,6 +100,9 @@ async def test_an_unhandled_error_is_reported(
         ("RuntimeError", "the report must say this")
     ]
     assert received.events[0]["environment"] == "test"
+    reported = orjson.dumps(received.events).decode()
+    assert account.access_token not in reported
+    assert "hunter2-secret-passphrase" not in reported
 
 
 def wait_for_report(received: Events) -> None:
