@@ -562,8 +562,9 @@ _live_stacks: list[ServerStack] = []
 class SmtpServer:
     """A real SMTP server (aiosmtpd) on a thread of this process; it keeps what it receives."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, smtputf8: bool = True) -> None:
         self.port = port
+        self.smtputf8 = smtputf8  # False: a server that takes ASCII addresses only
         self.messages: list[EmailMessage] = []
         self.refusals: dict[str, list[str]] = {}
         self._controller: Controller | None = None
@@ -586,7 +587,9 @@ class SmtpServer:
         return "250 Message accepted for delivery"
 
     def start(self) -> None:
-        self._controller = Controller(self, hostname=LOCALHOST, port=self.port)
+        self._controller = Controller(
+            self, hostname=LOCALHOST, port=self.port, enable_SMTPUTF8=self.smtputf8
+        )
         self._controller.start()
 
     def stop(self) -> None:

@@ -34,7 +34,7 @@ def render(to: str, template: str, context: dict[str, str]) -> EmailMessage:
     environment = _environment()
     message = EmailMessage()
     message["From"] = config.MAIL_FROM
-    message["To"] = to
+    message["To"] = ascii_domain(to)
     message["Subject"] = environment.get_template(f"{template}.subject.txt").render(context).strip()
     message.set_content(environment.get_template(f"{template}.txt").render(context))
     message.add_alternative(
@@ -60,6 +60,16 @@ async def deliver(message: EmailMessage) -> None:
         start_tls=config.SMTP_TLS == "starttls",
         timeout=SMTP_TIMEOUT_SECONDS,
     )
+
+
+def ascii_domain(address: str) -> str:
+    """`address` with its domain in the ASCII form DNS uses: a server without SMTPUTF8 takes
+    it (only a non-ASCII local part needs that extension)."""
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address  # the server says whether it can take it
 
 
 def frontend_link(path: str, token: str) -> str:

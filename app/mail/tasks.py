@@ -15,6 +15,8 @@ class MailRefusedException(Exception):
 
 
 def _refused_for_good(error: aiosmtplib.SMTPException) -> bool:
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        return True  # an address this server cannot take (non-ASCII, no SMTPUTF8): never will
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         return all(_refused_for_good(refused) for refused in error.recipients)
     return isinstance(error, aiosmtplib.SMTPResponseException) and 500 <= error.code < 600

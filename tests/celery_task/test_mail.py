@@ -127,3 +127,25 @@ async def test_mail_refused_for_good_fails_at_once_and_is_not_retried(tmp_path: 
     assert "550, '5.1.1 No such mailbox'" in failed
     assert len(smtp.refusals[address]) == 1
     assert smtp.sent_to(address) == []
+
+
+async def test_an_international_domain_reaches_a_server_without_smtputf8(tmp_path: Path) -> None:
+    from app.mail import send_mail
+
+    (port,) = free_ports(1)
+    smtp = SmtpServer(port, smtputf8=False)
+    smtp.start()
+    worker = Worker(tmp_path / "worker.log", "mail", env={**os.environ, "SMTP_PORT": str(port)})
+    context = {"nickname": "Ann", "link": "http://frontend.test/x?token=t", "minutes": "60"}
+    try:
+        send_mail.delay("ann@bücher.example", "verify_email", context)
+        send_mail.delay("änne@example.com", "verify_email", context)
+        await to_thread.run_sync(wait_for_log, worker, "ERROR", "änne@example.com refused")
+        await to_thread.run_sync(wait_for_log, worker, "sent to ann@bücher.example")
+    finally:
+        worker.stop()
+        smtp.stop()
+
+    assert [m["Subject"] for m in smtp.sent_to("ann@xn--bcher-kva.example")] == [VERIFY]
+    # Its local part needs SMTPUTF8: failed at once, not retried for an hour and a half.
+    assert "Retry in" not in worker.log()
