@@ -72,7 +72,8 @@ async def update_post(
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(RateLimit()), Depends(remover)],
 )
-async def delete_post(post_id: PostId) -> Response:
-    """Delete a post (its author, or anyone with `posts:delete`); it is kept, marked deleted."""
-    await post_service.delete(post_id)
+async def delete_post(post_id: PostId, request: Request) -> Response:
+    """Delete a post (its author, or anyone with `posts:delete`); it is kept, marked deleted.
+    `If-Match` guards it."""
+    await post_service.delete(post_id, versions=if_match_versions(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -68,7 +68,8 @@ async def delete_me(
     """Delete your own account (send your password); your tokens stop working at once."""
     assert user.id is not None
     await auth_service.check_password(user.id, body.password, client_address(request))
-    await user_service.delete(user.id, by_admin=user.is_admin)
+    versions = if_match_versions(request)
+    await user_service.delete(user.id, by_admin=user.is_admin, versions=versions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,9 +113,13 @@ async def update_user(
 @router.delete(
     "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[Depends(RateLimit())]
 )
-async def delete_user(user_id: UserId, caller: CurrentUser = Depends(deleter)) -> Response:
-    """Soft-delete a user; their tokens stop working at once (admins only by admins)."""
-    await user_service.delete(user_id, by_admin=caller.is_admin)
+async def delete_user(
+    user_id: UserId, request: Request, caller: CurrentUser = Depends(deleter)
+) -> Response:
+    """Soft-delete a user; their tokens stop working at once (admins only by admins).
+    `If-Match` guards it."""
+    versions = if_match_versions(request)
+    await user_service.delete(user_id, by_admin=caller.is_admin, versions=versions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -44,9 +44,7 @@ class PostService:
     ) -> PostRead:
         """Change what `data` sends; with `versions` (from If-Match) only if the post's version
         is one of them: the row is locked, so no other change slips in between."""
-        post = await self._lock(post_id)
-        if versions is not None and post.version not in versions:
-            raise PreconditionFailedException()
+        post = await self._lock(post_id, versions)
         for field, value in data.model_dump(exclude_none=True).items():
             setattr(post, field, value)
         await self.repository.flush()
@@ -54,9 +52,10 @@ class PostService:
         return PostRead.model_validate(post)
 
     @Transactional()
-    async def delete(self, post_id: int) -> None:
-        """Soft delete: the row stays, the post disappears from every read."""
-        post = await self._lock(post_id)
+    async def delete(self, post_id: int, versions: Sequence[int] | None = None) -> None:
+        """Soft delete: the row stays, the post disappears from every read; with `versions`
+        (from If-Match) only if the post's version is one of them."""
+        post = await self._lock(post_id, versions)
         post.deleted_at = utcnow()
         await self.repository.flush()
         await self._forget(post_id)
@@ -79,10 +78,13 @@ class PostService:
             await self._forget_all()
         return deleted
 
-    async def _lock(self, post_id: int) -> Post:
+    async def _lock(self, post_id: int, versions: Sequence[int] | None) -> Post:
+        """The post, locked: If-Match holds until the transaction ends."""
         post = await self.repository.lock(post_id)
         if post is None:
             raise PostNotFoundException()
+        if versions is not None and post.version not in versions:
+            raise PreconditionFailedException()
         return post
 
     async def _forget_all(self) -> None:

@@ -75,8 +75,9 @@ class UserRepository:
 
     async def lock_admins(self) -> int:
         """Lock every live admin's row until the transaction ends; how many there are."""
+        # Whole rows: users already loaded in this session are reloaded as they are locked.
         query = (
-            select(User.id)
+            select(User)
             .where(User.is_admin, User.deleted_at.is_(None))
             .order_by(User.id)
             .with_for_update()

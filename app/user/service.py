@@ -140,17 +140,25 @@ class UserService:
         await self.repository.replace_password_hash(user_id, old_hash, new_hash)
 
     @Transactional()
-    async def delete(self, user_id: int, *, by_admin: bool) -> None:
+    async def delete(
+        self, user_id: int, *, by_admin: bool, versions: Sequence[int] | None = None
+    ) -> None:
         """Soft delete: the row stays, the user disappears and all their tokens stop working.
-        Only admins delete admins, and never the last active one."""
+        Only admins delete admins, and never the last active one. `versions` (from If-Match):
+        only if the user's version is one of them."""
         user = await self.get(user_id)
         if user.is_admin:
             if not by_admin:
                 raise AdminDeletionForbiddenException()
-            # Every admin row locked, in one order: two admins deleting each other at once
-            # cannot both succeed, nor deadlock.
+            # Every admin row locked (this one too), in one order: two admins deleting each
+            # other at once cannot both succeed, nor deadlock.
             if await self.repository.lock_admins() <= 1:
                 raise LastAdminException()
+        else:
+            await self.lock(user_id)
+        # Checked under the lock, whose select reloaded `user`.
+        if versions is not None and user.version not in versions:
+            raise PreconditionFailedException()
         user.deleted_at = utcnow()
         await event_handler.store(UserDeleted, UserDeletedParameter(user_id=user_id))
         await self.end_all_sessions(user_id)

@@ -7,8 +7,8 @@ import re
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-# A strong entity tag holding a version number: "12".
-_VERSION_TAG = re.compile(r'^"(\d{1,18})"$')
+# A strong entity tag holding a version number as etag() writes it: "12" (never "012").
+_VERSION_TAG = re.compile(r'^"(0|[1-9]\d{0,17})"$')
 # Row versions are INTEGER columns.
 MAX_VERSION = 2**31 - 1
 

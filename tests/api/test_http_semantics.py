@@ -16,7 +16,7 @@ from core.db import Transactional, after_commit, session
 from core.fastapi.idempotency import Idempotency
 from core.fastapi.middlewares import SQLAlchemyMiddleware
 from core.helpers.cache import ChangeNotPropagatedException
-from tests.helpers import Account, new_user, registration, signed_up, unique_email
+from tests.helpers import PASSWORD, Account, new_user, registration, signed_up, unique_email
 from tests.servers import ServerStack
 
 USERS = "/api/v1/users"
@@ -91,6 +91,12 @@ async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
         json={"nickname": "Third"},
         headers=user.headers | {"If-Match": f"W/{current.headers['etag']}"},
     )
+    # Strong comparison is character by character: "02" is not the tag "2".
+    padded = await client.patch(
+        url,
+        json={"nickname": "Padded"},
+        headers=user.headers | {"If-Match": current.headers["etag"].replace('"', '"0', 1)},
+    )
     matching = await client.patch(
         url,
         json={"nickname": "Fourth"},
@@ -99,13 +105,43 @@ async def test_a_patch_with_a_stale_if_match_is_412_and_changes_nothing(
 
     assert current.status_code == 200
     assert current.headers["etag"] != stale
-    for response in (refused, empty, beyond, weak):
+    for response in (refused, empty, beyond, weak, padded):
         assert response.status_code == 412, response.text
         assert response.json()["error_code"] == "PRECONDITION_FAILED"
     assert matching.status_code == 200
     assert stack.primary.psql(f"SELECT nickname, version FROM users WHERE id = {user.id}") == (
         f"Fourth|{matching.json()['version']}"
     )
+
+
+async def test_a_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    user = await signed_up(client)
+    url = f"{USERS}/{user.id}"
+    stale = (await client.get(url, headers=user.headers)).headers["etag"]
+    changed = await client.patch(url, json={"nickname": "Moved"}, headers=user.headers)
+    mine = {"password": PASSWORD}
+
+    by_admin = await client.delete(url, headers=admin.headers | {"If-Match": stale})
+    by_self = await client.request(
+        "DELETE", f"{USERS}/me", json=mine, headers=user.headers | {"If-Match": stale}
+    )
+    live = f"SELECT deleted_at IS NULL FROM users WHERE id = {user.id}"
+    assert stack.primary.psql(live) == "t"
+    current = await client.request(
+        "DELETE",
+        f"{USERS}/me",
+        json=mine,
+        headers=user.headers | {"If-Match": changed.headers["etag"]},
+    )
+
+    assert by_admin.status_code == 412
+    assert by_self.status_code == 412
+    assert by_self.json()["error_code"] == "PRECONDITION_FAILED"
+    assert current.status_code == 204
+    assert stack.primary.psql(live) == "f"
 
 
 async def test_a_patch_changing_the_email_is_all_or_nothing(

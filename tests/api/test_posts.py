@@ -326,6 +326,14 @@ async def test_a_stale_if_match_is_a_412_and_changes_nothing(
     assert stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post['id']}") == (
         "Second|2"
     )
+    # A delete is guarded alike: what the client read is not what it would delete.
+    stale_delete = await client.delete(url, headers={**author.headers, "If-Match": tag})
+    assert stale_delete.status_code == 412
+    live = f"SELECT deleted_at IS NULL FROM posts WHERE id = {post['id']}"
+    assert stack.primary.psql(live) == "t"
+    current = {**author.headers, "If-Match": fresh.headers["etag"]}
+    assert (await client.delete(url, headers=current)).status_code == 204
+    assert stack.primary.psql(live) == "f"
 
 
 async def test_two_editors_racing_with_the_same_if_match_one_wins(
@@ -451,14 +459,16 @@ async def test_writes_are_limited_by_the_caller_s_tier_and_reads_are_not(
     patched = [
         await client.patch(url, json={"title": "u"}, headers=author.headers) for _ in range(2)
     ]
-    deleted = await client.delete(url, headers=author.headers)
+    # Another route of the same path template: counted on its own.
+    other = f"{POSTS}/{created[1].json()['id']}"
+    deleted = [await client.delete(other, headers=author.headers) for _ in range(2)]
 
     assert [r.status_code for r in created] == [201, 201, 429]
     assert created[0].headers["ratelimit-policy"] == f'"{tier}";q=2;w=60'
     assert created[2].json()["error_code"] == "RATE_LIMITED"
     assert int(created[2].headers["retry-after"]) > 0
     assert [r.status_code for r in patched] == [200, 429]
-    assert deleted.status_code == 429
+    assert [r.status_code for r in deleted] == [204, 429]
     assert stack.primary.psql(f"SELECT count(*) FROM posts WHERE author_id = {author.id}") == "2"
     stack.wait_for_replica()
     for read in (await client.get(POSTS), await client.get(url)):
