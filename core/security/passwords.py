@@ -17,13 +17,22 @@ async def hash_password(password: str) -> str:
     return await to_thread.run_sync(_context.hash, password, limiter=_hashing_slots)
 
 
+# bcrypt reads a password's first 72 bytes; the systems its hashes come from cut longer ones there.
+BCRYPT_MAX_BYTES = 72
+
+
 def _verify(password: str, password_hash: str) -> tuple[bool, str | None]:
+    secret: str | bytes = password
+    if _context.identify(password_hash) == "bcrypt":
+        secret = password.encode()[:BCRYPT_MAX_BYTES]
     try:
-        valid, new_hash = _context.verify_and_update(password, password_hash)
+        valid = bool(_context.verify(secret, password_hash))
     except ValueError:
-        # An unrecognised stored hash, or a password bcrypt cannot take: not a match.
-        return False, None
-    return bool(valid), new_hash
+        return False, None  # an unrecognised stored hash: not a match
+    if not valid or not _context.needs_update(password_hash):
+        return valid, None
+    # Of the whole password, whatever the old scheme read of it.
+    return True, _context.hash(password)
 
 
 async def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:

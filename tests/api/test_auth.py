@@ -323,6 +323,24 @@ async def test_a_legacy_bcrypt_hash_verifies_and_is_upgraded(
     assert (await login(client, account.email)).status_code == 200
 
 
+async def test_a_legacy_bcrypt_hash_of_a_long_password_verifies_as_bcrypt_read_it(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    account = await signed_up(client)
+    long = "correct horse battery staple " * 4  # 116 bytes: bcrypt read the first 72
+    legacy = bcrypt.hashpw(long.encode()[:72], bcrypt.gensalt(rounds=4)).decode()
+    stack.primary.psql(f"UPDATE users SET password_hash = '{legacy}' WHERE id = {account.id}")
+
+    first = await login(client, account.email, long)
+
+    assert first.status_code == 200
+    stored = stack.primary.psql(f"SELECT password_hash FROM users WHERE id = {account.id}")
+    assert stored.startswith("$argon2id$")
+    # Upgraded from the whole password: now every byte of it counts.
+    assert (await login(client, account.email, long)).status_code == 200
+    assert (await login(client, account.email, long[:72])).status_code == 401
+
+
 async def test_openapi_marks_protected_routes_with_the_bearer_scheme(
     client: AsyncClient,
 ) -> None:
