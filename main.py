@@ -66,11 +66,9 @@ def prepare_metrics_directory(settings: Settings, workers: int) -> str | None:
     "--env",
     "env",
     type=click.Choice(ENVS),
-    envvar="ENV",
-    default="local",
-    show_default=True,
+    default=None,
     help="local: embedded defaults and reload; dev: the compose stack; prod: no reload, no docs. "
-    "Defaults to $ENV.",
+    "Defaults to ENV from the environment, then from .env, then local.",
 )
 @click.option("--debug", is_flag=True, help="Debug mode and DEBUG logs.")
 @click.option("--host", default=None, help="Bind address (default: APP_HOST).")
@@ -82,18 +80,27 @@ def prepare_metrics_directory(settings: Settings, workers: int) -> str | None:
     help="Restart on code changes (default: on for local with one worker; never in prod).",
 )
 def main(
-    env: str, debug: bool, host: str | None, port: int | None, workers: int, reload: bool | None
+    env: str | None,
+    debug: bool,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    reload: bool | None,
 ) -> None:
     # The server's processes (reloader, workers) read their settings from the environment,
     # so the choices made here are passed on through it.
-    os.environ["ENV"] = env
+    if env is not None:
+        os.environ["ENV"] = env
     if debug:
         os.environ["DEBUG"] = "true"
     try:
+        # Without --env, ENV is read as every other setting is (and as alembic and the workers
+        # read it): the environment, then .env.
         settings = load_config()
     except (ConfigError, ValueError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
+    os.environ["ENV"] = settings.ENV
 
     if reload is None:
         reload = settings.ENV == "local" and workers == 1

@@ -83,6 +83,17 @@ def test_env_from_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.usefixtures("unconfigured")
+def test_env_from_the_env_file_is_honoured(tmp_path: Path) -> None:
+    # What alembic and the workers read too: the server must not run as another environment.
+    (tmp_path / ".env").write_text("ENV=prod\n")
+
+    result = CliRunner().invoke(main.main, [])
+
+    assert result.exit_code == 2
+    assert "refusing to start in prod" in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
 def test_prod_refuses_a_short_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     set_prod_settings(monkeypatch, secret="short")
 
