@@ -165,12 +165,28 @@ def in_unit_of_work() -> bool:
     return _scope_id.get() is not None
 
 
-def _transaction_state() -> RoutingState | None:
-    """The routing state of the `@Transactional` block the current code runs in, if any."""
+def _current_state() -> RoutingState | None:
+    """The routing state of this unit of work's session, if it has one yet."""
     if _scope_id.get() is None or not session.registry.has():
         return None
-    state = routing_state(session().sync_session)
-    return state if state.in_transaction else None
+    return routing_state(session().sync_session)
+
+
+def _transaction_state() -> RoutingState | None:
+    """The routing state of the `@Transactional` block the current code runs in, if any."""
+    state = _current_state()
+    return state if state is not None and state.in_transaction else None
+
+
+def in_transaction() -> bool:
+    """Whether the current code runs inside a `@Transactional` block."""
+    return _transaction_state() is not None
+
+
+def reads_on_writer() -> bool:
+    """Whether this unit of work's reads go to the writer (it wrote, or asked to)."""
+    state = _current_state()
+    return state is not None and state.use_writer
 
 
 async def after_commit(callback: AfterCommit) -> None:

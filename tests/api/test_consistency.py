@@ -13,6 +13,7 @@ import pytest
 import redis
 from httpx import AsyncClient
 
+from core.db import Transactional, session_scope, use_writer
 from core.security.auth_state import forget_auth_state
 from tests.helpers import Account, signed_up, status_within
 from tests.servers import ServerStack
@@ -194,6 +195,58 @@ async def test_authenticated_reads_answer_from_the_replica_while_the_primary_is_
     finally:
         stack.primary.start()
         stack.wait_for_replica()
+
+
+async def test_a_read_on_the_writer_never_shares_a_replica_read_in_flight(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    from app.user import user_service
+
+    account = await signed_up(client)
+    before = (await client.get(ME, headers=account.headers)).json()["nickname"]
+    stack.wait_for_replica()
+    with replication_paused(stack):
+        renamed = await client.patch(
+            USER.format(account.id), json={"nickname": "Fresh"}, headers=account.headers
+        )
+        assert renamed.status_code == 200
+
+        async def nickname(on_writer: bool) -> str:
+            async with session_scope():
+                if on_writer:
+                    use_writer()  # as a request by the user who just wrote does
+                return (await user_service.get_read(account.id)).nickname
+
+        # The replica's read starts first and waits on Redis while the writer's call begins.
+        on_replica, on_writer = await asyncio.gather(nickname(False), nickname(True))
+
+    assert on_replica == before  # the replica's past: allowed there
+    assert on_writer == "Fresh"
+
+
+async def test_a_cached_read_in_a_transaction_sees_its_writes_and_keeps_none(
+    client: AsyncClient,
+) -> None:
+    from app.user import user_service
+
+    account = await signed_up(client)
+    before = (await client.get(ME, headers=account.headers)).json()["nickname"]
+
+    @Transactional()
+    async def rename_then_fail() -> str:
+        await user_service.repository.update(account.id, {"nickname": "Never saved"})
+        seen = (await user_service.get_read(account.id)).nickname
+        raise RuntimeError(seen)
+
+    async with session_scope():
+        with pytest.raises(RuntimeError) as failed:
+            await rename_then_fail()
+    async with session_scope():
+        use_writer()
+        after = (await user_service.get_read(account.id)).nickname
+
+    assert str(failed.value) == "Never saved"
+    assert after == before
 
 
 async def test_two_authorization_headers_are_refused(client: AsyncClient) -> None:

@@ -34,7 +34,7 @@ from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 from pydantic import TypeAdapter
 
 from core.config import config
-from core.db import commit_batch
+from core.db import commit_batch, in_transaction, reads_on_writer
 from core.exceptions import ServiceUnavailableException
 from core.helpers.cache.base import (
     BaseBackend,
@@ -202,16 +202,20 @@ class CacheManager:
         return typing.cast(Fetched[R], await self._fetch(spec, args, kwargs))
 
     async def _fetch(self, spec: CachedFunction, args: Any, kwargs: Any) -> Fetched[Any]:
+        if in_transaction():
+            # It must see the transaction's own writes, which may yet roll back: uncached.
+            return Fetched(await spec.function(*args, **kwargs), False, False)
         call_key = self.key_maker.make(spec.function, args, kwargs, spec.exclude)
         copies = self._copies
         if copies.usable() and (copy := await copies.get(spec.head, call_key)) is not None:
             CACHE_REQUESTS.labels("hit").inc()
             return Fetched(spec.adapter.validate_json(copy), True, False)
-        # Concurrent identical calls share one backend read and one run of the function; one
-        # that began before a change is not shared with those after it.
+        # Concurrent identical calls share one backend read and one run of the function (in the
+        # first caller's unit of work): not one that began before a change with those after
+        # it, nor one reading on the replica with a caller that must read on the writer.
         generation = copies.generation(spec.head)
         return await self._flights.run(
-            (spec.head, call_key, generation),
+            (spec.head, call_key, generation, reads_on_writer()),
             lambda: self._read_or_run(spec, call_key, args, kwargs, generation),
         )
 
