@@ -14,6 +14,7 @@ import redis
 from httpx import AsyncClient
 
 from core.db import Transactional, session_scope, use_writer
+from core.helpers.cache.cache_manager import hold_seconds
 from core.security.auth_state import forget_auth_state
 from tests.helpers import Account, signed_up, status_within
 from tests.servers import ServerStack
@@ -191,10 +192,22 @@ async def test_authenticated_reads_answer_from_the_replica_while_the_primary_is_
         read = await client.get(f"/api/v1/users/{account.id}", headers=account.headers)
         assert read.status_code == 200, read.text
         assert read.json()["id"] == account.id
-        assert (await client.get(ME, headers=account.headers)).status_code == 200
+        # Past the hold that removing it began: the state read on the replica is cached.
+        await asyncio.sleep(hold_seconds())
+        for _ in range(2):
+            assert (await client.get(ME, headers=account.headers)).status_code == 200
     finally:
         stack.primary.start()
         stack.wait_for_replica()
+    # The primary is back: the user's next write sends their reads to it again, although the
+    # auth state cached meanwhile was read on the replica.
+    with replication_paused(stack):
+        renamed = await client.patch(
+            USER.format(account.id), json={"nickname": "Fresh"}, headers=account.headers
+        )
+        assert renamed.status_code == 200, renamed.text
+        read = await client.get(USER.format(account.id), headers=account.headers)
+    assert read.json()["nickname"] == "Fresh"
 
 
 async def test_a_read_on_the_writer_never_shares_a_replica_read_in_flight(

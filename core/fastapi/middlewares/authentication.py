@@ -48,8 +48,9 @@ async def authenticate(authorization: bytes) -> tuple[CurrentUser, bool]:
         tier=state.tier,
         rate_limits=state.rate_limits,
     )
-    # Loaded just now, or held after a write of theirs: the rest of the request reads there too.
-    return user, (fetched.held or not fetched.hit) and state.from_writer
+    # Loaded from the writer just now, or held after a write of theirs (the writer took that
+    # write, wherever the state was read): the rest of the request reads there too.
+    return user, (fetched.hit and fetched.held) or (not fetched.hit and state.from_writer)
 
 
 class AuthenticationMiddleware:
