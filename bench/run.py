@@ -281,8 +281,9 @@ def tree_env(tree: Tree, stack: ServerStack) -> dict[str, str]:
         LOG_LEVEL="WARNING",
         DB_POOL_SIZE="10",
         FORWARDED_ALLOW_IPS="127.0.0.1",
-        # Limited routes count every request but never refuse one: the cost, not the refusals.
-        RATE_LIMIT_DEFAULT="100000000/hour",
+        # Limited routes count every request but never refuse one: the cost, not the refusals
+        # (the most one limit allows, over a window no load here fills).
+        RATE_LIMIT_DEFAULT="10000/second",
         PYTHONPATH=str(tree.path),
         PYTHONSAFEPATH="1",
         METRICS_ENABLED="true",
