@@ -202,7 +202,9 @@ class CacheManager:
         return typing.cast(Fetched[R], await self._fetch(spec, args, kwargs))
 
     async def _fetch(self, spec: CachedFunction, args: Any, kwargs: Any) -> Fetched[Any]:
-        if in_transaction():
+        on_writer = reads_on_writer()
+        # A transaction reads on the writer: only then is the second question worth asking.
+        if on_writer and in_transaction():
             # It must see the transaction's own writes, which may yet roll back: uncached.
             return Fetched(await spec.function(*args, **kwargs), False, False)
         call_key = self.key_maker.make(spec.function, args, kwargs, spec.exclude)
@@ -215,7 +217,7 @@ class CacheManager:
         # it, nor one reading on the replica with a caller that must read on the writer.
         generation = copies.generation(spec.head)
         return await self._flights.run(
-            (spec.head, call_key, generation, reads_on_writer()),
+            (spec.head, call_key, generation, on_writer),
             lambda: self._read_or_run(spec, call_key, args, kwargs, generation),
         )
 
