@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.post import POST_LIST, IsAuthor, PostCreate, PostRead, PostUpdate, post_service
 from core.fastapi.conditional import etag, if_match_versions, with_etag
@@ -12,6 +12,7 @@ from core.fastapi.dependencies import (
     IsAuthenticated,
     PermissionDependency,
     RateLimit,
+    RowId,
 )
 from core.fastapi.idempotency import Idempotency
 from core.fastapi.lists import ListQuery, Page
@@ -19,7 +20,7 @@ from core.fastapi.schemas.current_user import CurrentUser
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
-PostId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+PostId = RowId
 
 author = PermissionDependency([IsAuthenticated])
 editor = PermissionDependency([IsAuthenticated, AnyOf(IsAuthor, HasPermission("posts:update"))])

@@ -2,10 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, status
 
 from app.role import ROLE_LIST, Role, RoleCreate, RoleRead, RoleUpdate, role_service
-from core.fastapi.dependencies import IsAdmin, IsAuthenticated, PermissionDependency, RateLimit
+from core.fastapi.dependencies import (
+    IsAdmin,
+    IsAuthenticated,
+    PermissionDependency,
+    RateLimit,
+    RowId,
+)
 from core.fastapi.lists import ListQuery, Page
 
 router = APIRouter(
@@ -33,6 +39,6 @@ async def list_roles(query: Annotated[ListQuery, Depends(ROLE_LIST.dependency)])
 
 
 @router.patch("/{role_id}", response_model=RoleRead, dependencies=[Depends(RateLimit())])
-async def update_role(role_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: RoleUpdate) -> Role:
+async def update_role(role_id: RowId, body: RoleUpdate) -> Role:
     """Change a role's description or permissions; holders see the change on their next request."""
     return await role_service.update(role_id, body)

@@ -22,6 +22,7 @@ from core.fastapi.dependencies import (
     IsAuthenticated,
     PermissionDependency,
     RateLimit,
+    RowId,
     is_rate_limited,
 )
 
@@ -82,9 +83,7 @@ async def list_rate_limits(name: TierName) -> Sequence[TierRateLimit]:
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[Depends(RateLimit())],
 )
-async def delete_rate_limit(
-    name: TierName, rate_limit_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
-) -> Response:
+async def delete_rate_limit(name: TierName, rate_limit_id: RowId) -> Response:
     """Remove one of the tier's limits; the route's own limit applies again at once."""
     await tier_service.delete_rate_limit(name, rate_limit_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from api.v1.auth import client_address
 from app.auth import PasswordRequest, QueuedTask, auth_service, login_throttle
@@ -25,6 +25,7 @@ from core.fastapi.dependencies import (
     IsAuthenticated,
     PermissionDependency,
     RateLimit,
+    RowId,
 )
 from core.fastapi.idempotency import Idempotency
 from core.fastapi.lists import ListQuery, Page
@@ -32,7 +33,7 @@ from core.fastapi.schemas.current_user import CurrentUser
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+UserId = RowId
 
 authenticated = PermissionDependency([IsAuthenticated])
 admin = PermissionDependency([IsAuthenticated, IsAdmin])

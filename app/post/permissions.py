@@ -4,7 +4,7 @@ from fastapi import Request
 
 from app.post.service import post_service
 from core.db import use_writer
-from core.fastapi.dependencies import BasePermission, declare_permissions
+from core.fastapi.dependencies import BasePermission, declare_permissions, path_id
 
 # The codes this module's routes check, in one place: roles may hold only declared codes.
 PERMISSIONS = declare_permissions(
@@ -19,11 +19,7 @@ class IsAuthor(BasePermission):
     """The caller wrote the route's `{post_id}` post; 404 when there is no such post."""
 
     async def has_permission(self, request: Request) -> bool:
-        try:
-            post_id = int(request.path_params["post_id"])
-        except (KeyError, ValueError):
-            return False
-        if not 0 < post_id < 2**63:
+        if (post_id := path_id(request, "post_id")) is None:
             return False
         # The request is about to write: its reads go to the writer from here on, so a post
         # written a moment ago is found. Cached, and an author never changes.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from core.fastapi.dependencies import BasePermission, declare_permissions
+from core.fastapi.dependencies import BasePermission, declare_permissions, path_id
 
 # The codes this module's routes check, in one place: roles may hold only declared codes.
 PERMISSIONS = declare_permissions(
@@ -17,7 +17,5 @@ class IsSelf(BasePermission):
     """The route's `{user_id}` is the caller's own id."""
 
     async def has_permission(self, request: Request) -> bool:
-        try:
-            return bool(int(request.path_params["user_id"]) == request.user.id)
-        except (KeyError, ValueError):
-            return False
+        user_id = path_id(request, "user_id")
+        return user_id is not None and user_id == request.user.id

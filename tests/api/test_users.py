@@ -117,6 +117,26 @@ async def test_non_numeric_user_id_is_a_422(client: AsyncClient, stack: ServerSt
     assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
 
 
+async def test_an_id_the_route_accepts_is_the_same_id_to_its_permission_checks(
+    client: AsyncClient,
+) -> None:
+    account = await signed_up(client)
+    post = await client.post(
+        "/api/v1/posts", json={"title": "Hi", "body": "Text."}, headers=account.headers
+    )
+
+    # The route reads "7.0" and " 7" as 7; IsSelf and IsAuthor must read them the same way.
+    me = await client.get(f"/api/v1/users/{account.id}.0", headers=account.headers)
+    edited = await client.patch(
+        f"/api/v1/posts/%20{post.json()['id']}", json={"title": "Hey"}, headers=account.headers
+    )
+
+    assert me.status_code == 200, me.text
+    assert me.json()["id"] == account.id
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["title"] == "Hey"
+
+
 async def test_users_see_themselves_but_not_others(client: AsyncClient) -> None:
     alice, bob = await signed_up(client), await signed_up(client)
 

@@ -5,13 +5,28 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
+from pydantic import TypeAdapter, ValidationError
 
 from core.exceptions import CustomException, ForbiddenException, UnauthorizedException
 from core.fastapi.schemas.current_user import CurrentUser
+from core.security.tokens import MAX_ID
+
+# A row id in a path (a BIGINT column), as every route declares it.
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+_ROW_ID: TypeAdapter[int] = TypeAdapter(RowId)
+
+
+def path_id(request: Request, name: str) -> int | None:
+    """The route's `{name}` read as the route reads it ("5.0" is 5 there too); None if not one."""
+    try:
+        return _ROW_ID.validate_python(request.path_params[name])
+    except (KeyError, ValidationError):
+        return None
 
 
 class BasePermission(ABC):
@@ -123,6 +138,8 @@ __all__ = [
     "IsAuthenticated",
     "IsVerified",
     "PermissionDependency",
+    "RowId",
     "declare_permissions",
     "declared_permissions",
+    "path_id",
 ]
