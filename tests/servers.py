@@ -565,7 +565,8 @@ class SmtpServer:
     def __init__(self, port: int, *, smtputf8: bool = True) -> None:
         self.port = port
         self.smtputf8 = smtputf8  # False: a server that takes ASCII addresses only
-        self.messages: list[EmailMessage] = []
+        # Each message with the envelope's recipients: where it goes, whatever its To header says.
+        self.messages: list[tuple[list[str], EmailMessage]] = []
         self.refusals: dict[str, list[str]] = {}
         self._controller: Controller | None = None
 
@@ -583,7 +584,8 @@ class SmtpServer:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
         content = envelope.content if isinstance(envelope.content, bytes) else b""
-        self.messages.append(message_from_bytes(content, _class=EmailMessage, policy=default))
+        message = message_from_bytes(content, _class=EmailMessage, policy=default)
+        self.messages.append((list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
 
     def start(self) -> None:
@@ -598,7 +600,7 @@ class SmtpServer:
             self._controller = None
 
     def sent_to(self, address: str) -> list[EmailMessage]:
-        return [message for message in self.messages if message["To"] == address]
+        return [message for recipients, message in self.messages if address in recipients]
 
 
 @dataclass(eq=False)

@@ -9,6 +9,7 @@ from functools import cache
 from pathlib import Path
 
 import aiosmtplib
+from email_validator import EmailNotValidError, validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from core.config import config
@@ -43,15 +44,19 @@ def render(to: str, template: str, context: dict[str, str]) -> EmailMessage:
     return message
 
 
-async def deliver(message: EmailMessage) -> None:
-    """Hand the message to the configured backend; SMTP errors propagate (the task retries)."""
+async def deliver(message: EmailMessage, to: str) -> None:
+    """Hand the message for `to` to the configured backend; SMTP errors propagate (the task
+    retries)."""
     if config.MAIL_BACKEND == "console":
         text = message.get_body(("plain",))
         body = text.get_content() if text is not None else ""
         logger.info("mail to %s: %s\n%s", message["To"], message["Subject"], body)
         return
+    # The envelope names the address itself: read back from the header, an encoded word in it
+    # ("=?...?=") would be decoded into another address.
     await aiosmtplib.send(
         message,
+        recipients=[ascii_domain(to)],
         hostname=config.SMTP_HOST,
         port=config.SMTP_PORT,
         username=config.SMTP_USER,
@@ -65,11 +70,13 @@ async def deliver(message: EmailMessage) -> None:
 def ascii_domain(address: str) -> str:
     """`address` with its domain in the ASCII form DNS uses: a server without SMTPUTF8 takes
     it (only a non-ASCII local part needs that extension)."""
-    local, _, domain = address.rpartition("@")
+    # The validator that accepted the address encodes it: Python's own "idna" codec is IDNA 2003,
+    # which spells straße.de as strasse.de, another domain.
     try:
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
+        validated = validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
         return address  # the server says whether it can take it
+    return f"{validated.local_part}@{validated.ascii_domain}"
 
 
 def frontend_link(path: str, token: str) -> str:

@@ -38,7 +38,7 @@ async def send_mail(to: str, template: str, context: dict[str, str]) -> dict[str
     """Render `template` for `to` and send it."""
     message = render(to, template, context)
     try:
-        await deliver(message)
+        await deliver(message, to)
     except aiosmtplib.SMTPException as error:
         if not _refused_for_good(error):
             raise

@@ -7,7 +7,21 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Ema
 
 from core.helpers.validators import EncodableText, PlainText, encodable_text
 
-Email = Annotated[EmailStr, BeforeValidator(encodable_text), AfterValidator(str.lower)]
+
+def _no_encoded_word(address: str) -> str:
+    # Mail software decodes "=?charset?q?...?=" in a To header: such an address would be mailed
+    # somewhere else than the account it names.
+    if "=?" in address:
+        raise ValueError("must not contain an encoded word (=?)")
+    return address
+
+
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(encodable_text),
+    AfterValidator(_no_encoded_word),
+    AfterValidator(str.lower),
+]
 Password = Annotated[EncodableText, Field(min_length=8, max_length=128)]
 Nickname = Annotated[PlainText, AfterValidator(str.strip), Field(min_length=1, max_length=64)]
 

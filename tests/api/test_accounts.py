@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from uuid import uuid4
 
 import pytest
 import redis
@@ -103,6 +104,30 @@ async def test_registration_mails_a_link_that_verifies_the_address_once(
     assert me.json()["is_verified"] is True
     assert again.status_code == 400
     assert again.json()["error_code"] == "AUTH__INVALID_EMAIL_TOKEN"
+
+
+async def test_an_address_is_mailed_at_its_own_domain_and_nowhere_else(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    local = uuid4().hex[:16]
+    # IDNA 2008, as the address was validated: straße and strasse are two domains.
+    registered = await client.post(
+        "/api/v1/users", json=registration(email=f"{local}@straße.example.com")
+    )
+    # Mail software decodes an encoded word in a To header into another address.
+    redirecting = await client.post(
+        "/api/v1/users",
+        json=registration(email=f"=?x?q?{local}=40evil.example.com=3e=20?=x@example.com"),
+    )
+
+    assert registered.status_code == 201, registered.text
+    assert registered.json()["email"] == f"{local}@straße.example.com"
+    message = await mail_to(stack.smtp, f"{local}@xn--strae-oqa.example.com", VERIFY)
+    assert message["To"] == f"{local}@xn--strae-oqa.example.com"
+    assert redirecting.status_code == 422
+    assert redirecting.json()["errors"][0]["loc"] == ["body", "email"]
+    assert stack.smtp.sent_to(f"{local}@strasse.example.com") == []
+    assert stack.smtp.sent_to(f"{local}@evil.example.com") == []
 
 
 async def test_resend_mails_a_new_link(client: AsyncClient, stack: ServerStack) -> None:

@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+import aiosmtplib
+import pytest
 from anyio import to_thread
 from httpx import AsyncClient
 
@@ -14,7 +16,7 @@ from app.mail import render
 from tests.celery_task.conftest import Worker
 from tests.helpers import registration
 from tests.mailbox import mail_to, token_in
-from tests.servers import SmtpServer, free_ports
+from tests.servers import ServerStack, SmtpServer, free_ports
 
 VERIFY = "Confirm your email address"
 
@@ -31,6 +33,20 @@ def test_a_mail_has_a_text_and_an_html_part_and_escapes_what_it_is_given() -> No
     assert html is not None
     assert "<b>Ann</b>" in str(text.get_content())
     assert "&lt;b&gt;Ann&lt;/b&gt;" in str(html.get_content())
+
+
+async def test_a_mail_goes_to_the_address_it_was_rendered_for(stack: ServerStack) -> None:
+    from app.mail.message import deliver
+
+    # Read back from its To header, this address is attacker@evil.example.
+    address = "=?x?q?attacker=40evil.example=3e=20?=ann@example.com"
+    context = {"nickname": "Ann", "link": "http://frontend.test/x?token=t", "minutes": "60"}
+
+    # The envelope names the literal address, which this server (aiosmtpd) refuses as syntax.
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await deliver(render(address, "verify_email", context), address)
+
+    assert stack.smtp.sent_to("attacker@evil.example") == []
 
 
 def wait_for_log(worker: Worker, *texts: str) -> None:
