@@ -102,10 +102,14 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
         for error in exc.errors()
     ]
     if any(error["type"] == "json_invalid" for error in errors):
-        status, code, detail = 400, "MALFORMED_JSON", "The request body is not valid JSON."
-    else:
-        status, code, detail = 422, "VALIDATION_ERROR", "The request is not valid; see errors."
-    return problem_response(status, code, detail, errors=errors)
+        return _malformed_json(errors)
+    detail = "The request is not valid; see errors."
+    return problem_response(422, "VALIDATION_ERROR", detail, errors=errors)
+
+
+def _malformed_json(errors: list[dict[str, Any]]) -> Response:
+    detail = "The request body is not valid JSON."
+    return problem_response(400, "MALFORMED_JSON", detail, errors=errors)
 
 
 _HTTP_DETAILS: dict[int, str] = {
@@ -115,6 +119,18 @@ _HTTP_DETAILS: dict[int, str] = {
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, ValueError | RecursionError):
+        # FastAPI's 400 for a body its JSON parser gave up on other than by syntax: malformed
+        # JSON all the same. (The only other ValueError is an integer over 4,300 digits.)
+        reason = (
+            "not UTF-8"
+            if isinstance(cause, UnicodeDecodeError)
+            else "nested too deep"
+            if isinstance(cause, RecursionError)
+            else "a number too long"
+        )
+        return _malformed_json([{"loc": ["body"], "msg": reason, "type": "json_invalid"}])
     code, title = status_words(exc.status_code)
     default = _HTTP_DETAILS.get(exc.status_code, title + ".")
     # Starlette's default detail is the title as the running Python words it: no sentence.

@@ -49,6 +49,27 @@ async def test_malformed_json_is_a_problem_400(client: AsyncClient) -> None:
     assert response.json()["error_code"] == "MALFORMED_JSON"
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"email": "\xff"}', "not UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "nested too deep"),
+        (b'{"email": ' + b"1" * 5000 + b"}", "a number too long"),
+    ],
+)
+async def test_json_its_parser_gives_up_on_is_malformed_json_too(
+    client: AsyncClient, body: bytes, reason: str
+) -> None:
+    response = await client.post(
+        "/api/v1/users", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert_problem(400, response.json(), response.headers["content-type"])
+    assert response.json()["error_code"] == "MALFORMED_JSON"
+    assert response.json()["errors"] == [{"loc": ["body"], "msg": reason, "type": "json_invalid"}]
+
+
 async def test_validation_error_lists_each_problem(client: AsyncClient) -> None:
     response = await client.post("/api/v1/users", json={})
 
