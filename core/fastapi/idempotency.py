@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from core.db import Transactional, after_commit
@@ -66,6 +67,11 @@ class Idempotent:
             ),
         ] = None,
     ) -> None:
+        if len(request.headers.getlist("idempotency-key")) > 1:
+            # Which one a client meant is unknowable, and two proxies may each read another.
+            msg = "Send one Idempotency-Key header, not several."
+            loc = ("header", "Idempotency-Key")
+            raise RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
         self.request = request
         self.key = idempotency_key
 

@@ -413,6 +413,20 @@ async def test_a_malformed_key_is_422(client: AsyncClient) -> None:
     assert ["header", "Idempotency-Key"] in [e["loc"] for e in response.json()["errors"]]
 
 
+async def test_two_keys_are_422_and_nothing_is_written(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    body = registration()
+    headers = [("Idempotency-Key", "first"), ("Idempotency-Key", "second")]
+
+    response = await client.post(USERS, json=body, headers=headers)
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    count = stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{body['email']}'")
+    assert count == "0"
+
+
 # Body limit
 
 
