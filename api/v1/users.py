@@ -17,6 +17,7 @@ from app.user import (
     account_service,
     user_service,
 )
+from core.exceptions import invalid_field
 from core.fastapi.conditional import etag, if_match_versions, with_etag
 from core.fastapi.dependencies import (
     AnyOf,
@@ -105,6 +106,10 @@ async def update_user(
         await account_service.refuse_early(user_id, body, versions)
     # A stolen access token must not become the account: admins prove it too.
     if body.email is not None or (caller.id == user_id and body.password is not None):
+        if body.current_password is None:
+            # Left out, not wrong: no failed login to count against the account.
+            msg = "Field required to change your password or email."
+            raise invalid_field(("body", "current_password"), msg, "missing")
         await auth_service.check_password(user_id, body.current_password, client_address(request))
     updated = await account_service.update(user_id, body, versions=versions)
     response.headers["ETag"] = etag(updated.version)

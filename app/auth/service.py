@@ -126,14 +126,14 @@ class AuthService:
             raise SessionNotFoundException()
         await forget_auth_state(user_id)
 
-    async def check_password(self, user_id: int, password: str | None, address: str) -> None:
+    async def check_password(self, user_id: int, password: str, address: str) -> None:
         """The caller proves they know their password; failures count as failed logins."""
         # As a login reads: on the writer, with the connection back in the pool before the hash.
         async with session_scope():
             use_writer()
             user = await user_service.get(user_id)
         await self.throttle.reserve_attempt(user.email, address)
-        valid, _ = await verify_password(password or "", user.password_hash)
+        valid, _ = await verify_password(password, user.password_hash)
         if not valid:
             await self.throttle.record_failure(user.email, address)
             raise WrongCurrentPasswordException()

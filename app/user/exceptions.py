@@ -18,7 +18,7 @@ class UserNotFoundException(NotFoundException):
 
 class WrongCurrentPasswordException(ForbiddenException):
     error_code = "USER__WRONG_CURRENT_PASSWORD"
-    detail = "To change your password, send your current one as current_password."
+    detail = "That is not your current password."
 
 
 class InvalidEmailTokenException(BadRequestException):

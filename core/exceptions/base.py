@@ -5,6 +5,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import ClassVar
 
+from fastapi.exceptions import RequestValidationError
+
 
 class CustomException(Exception):
     """An error a client should see: an HTTP status, a stable code to branch on, and a sentence."""
@@ -97,6 +99,11 @@ class DatabaseNotMigratedException(CustomException):
     detail = "The service is not set up completely; it has been logged."
 
 
+def invalid_field(loc: tuple[str, str], msg: str, kind: str = "value_error") -> Exception:
+    """A 422 VALIDATION_ERROR naming one field, for what its schema alone cannot see."""
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
 __all__ = [
     "BadRequestException",
     "ChangedMeanwhileException",
@@ -111,4 +118,5 @@ __all__ = [
     "TooManyRequestsException",
     "UnauthorizedException",
     "UnprocessableEntityException",
+    "invalid_field",
 ]

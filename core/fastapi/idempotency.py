@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from core.db import Transactional, after_commit
@@ -23,6 +22,7 @@ from core.exceptions import (
     ConflictException,
     ServiceUnavailableException,
     UnprocessableEntityException,
+    invalid_field,
 )
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError, bounded
@@ -70,8 +70,7 @@ class Idempotent:
         if len(request.headers.getlist("idempotency-key")) > 1:
             # Which one a client meant is unknowable, and two proxies may each read another.
             msg = "Send one Idempotency-Key header, not several."
-            loc = ("header", "Idempotency-Key")
-            raise RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
+            raise invalid_field(("header", "Idempotency-Key"), msg)
         self.request = request
         self.key = idempotency_key
 

@@ -108,3 +108,25 @@ async def test_addresses_of_one_ipv6_64_are_one_address(
 
     assert statuses == [401] * 5 + [429] * 2
     assert mine.status_code == 200
+
+
+async def test_a_wrong_current_password_is_a_failed_login_but_leaving_it_out_is_not(
+    client: AsyncClient,
+) -> None:
+    owner = await signed_up(client)
+    url, change = f"/api/v1/users/{owner.id}", {"password": "a brand new passphrase"}
+
+    left_out = [
+        (await client.patch(url, json=change, headers=owner.headers)).status_code for _ in range(7)
+    ]
+    wrong = [
+        (
+            await client.patch(
+                url, json=change | {"current_password": "guess"}, headers=owner.headers
+            )
+        ).status_code
+        for _ in range(7)
+    ]
+
+    assert left_out == [422] * 7
+    assert wrong == [403] * 5 + [429] * 2

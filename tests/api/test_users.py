@@ -177,7 +177,9 @@ async def test_changing_your_password_needs_the_current_one(client: AsyncClient)
         headers=account.headers,
     )
 
-    assert missing.status_code == wrong.status_code == 403
+    assert missing.status_code == 422
+    assert missing.json()["errors"][0]["loc"] == ["body", "current_password"]
+    assert wrong.status_code == 403
     assert wrong.json()["error_code"] == "USER__WRONG_CURRENT_PASSWORD"
     assert (await login(client, account.email)).status_code == 200
 
