@@ -108,13 +108,23 @@ async def test_unknown_user_is_a_404(client: AsyncClient, stack: ServerStack) ->
     assert response.json()["error_code"] == "USER__NOT_FOUND"
 
 
-async def test_non_numeric_user_id_is_a_422(client: AsyncClient, stack: ServerStack) -> None:
-    admin = await signed_up(client, stack, admin=True)
+async def test_non_numeric_user_id_is_a_422_whoever_asks(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin, user = await signed_up(client, stack, admin=True), await signed_up(client)
 
-    response = await client.get("/api/v1/users/abc", headers=admin.headers)
+    by_admin = await client.get("/api/v1/users/abc", headers=admin.headers)
+    # The ownership check reads the id as the route does, and refuses it as the route does.
+    by_user = await client.get("/api/v1/users/abc", headers=user.headers)
+    post_edit = await client.patch("/api/v1/posts/abc", json={"title": "x"}, headers=user.headers)
+    anonymous = await client.get("/api/v1/users/abc")
 
-    assert response.status_code == 422
-    assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
+    for response in (by_admin, by_user, post_edit):
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["type"] == "int_parsing"
+    assert by_user.json() == by_admin.json()
+    assert post_edit.json()["errors"][0]["loc"] == ["path", "post_id"]
+    assert anonymous.status_code == 401
 
 
 async def test_an_id_the_route_accepts_is_the_same_id_to_its_permission_checks(

@@ -12,7 +12,12 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from pydantic import TypeAdapter, ValidationError
 
-from core.exceptions import CustomException, ForbiddenException, UnauthorizedException
+from core.exceptions import (
+    CustomException,
+    ForbiddenException,
+    UnauthorizedException,
+    invalid_field,
+)
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.tokens import MAX_ID
 
@@ -22,11 +27,15 @@ _ROW_ID: TypeAdapter[int] = TypeAdapter(RowId)
 
 
 def path_id(request: Request, name: str) -> int | None:
-    """The route's `{name}` read as the route reads it ("5.0" is 5 there too); None if not one."""
-    try:
-        return _ROW_ID.validate_python(request.path_params[name])
-    except (KeyError, ValidationError):
+    """The route's `{name}` read as the route reads it ("5.0" is 5 there too); None on a route
+    without it. Not an id: the route's own 422, which tells nothing, whoever asks."""
+    if (value := request.path_params.get(name)) is None:
         return None
+    try:
+        return _ROW_ID.validate_python(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise invalid_field(("path", name), first["msg"], first["type"]) from None
 
 
 class BasePermission(ABC):
