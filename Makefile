@@ -16,7 +16,9 @@ UV_VERSION := 0.13.9
 
 $(STAMP): pyproject.toml uv.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# A failed venv (Debian's python3 without python3-venv) is removed, not left half-made.
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+	  || { rm -rf $(VENV); echo 'python3 -m venv failed: install python3-venv'; exit 1; }
 	@if test -x $(BIN)/uv; then uv=$(BIN)/uv; \
 	elif command -v uv >/dev/null; then uv=uv; \
 	else $(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION) && uv=$(BIN)/uv; fi; \
@@ -63,7 +65,7 @@ migration: venv ## alembic autogenerate: make migration m="add orders"
 	@test -n "$(m)" || (echo 'usage: make migration m="what changed"' && exit 2)
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
 
-superuser: venv ## create or promote an admin from FIRST_SUPERUSER_EMAIL / _PASSWORD
+superuser: venv migrate ## create or promote an admin from FIRST_SUPERUSER_EMAIL / _PASSWORD
 	$(BIN)/python -m app.scripts.create_superuser
 
 worker: venv ## a Celery worker on every queue, or on one: make worker Q=user

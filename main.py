@@ -107,8 +107,17 @@ def main(
     if reload and (settings.ENV == "prod" or workers > 1):
         click.echo("error: --reload runs one process and is not for prod", err=True)
         sys.exit(2)
-    # Before serving: the first request finds its tables.
-    migrate_embedded_database(settings)
+    if workers > 1 and settings.CACHE_BACKEND == "memory":
+        # Each worker would keep its own cache: a logout or role change in one would not reach
+        # the others until their entries expire.
+        click.echo("error: --workers > 1 needs a shared cache: set REDIS_URL", err=True)
+        sys.exit(2)
+    try:
+        # Before serving: the first request finds its tables.
+        migrate_embedded_database(settings)
+    except ConfigError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     metrics_directory = prepare_metrics_directory(settings, workers)
     try:
         uvicorn.run(

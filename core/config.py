@@ -25,6 +25,9 @@ MAX_LIMIT_REQUESTS = 10_000
 DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
 DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The databases the compose stack's workers and Flower use (docker/docker-compose.yml).
+DEV_CELERY_BROKER_URL = "redis://127.0.0.1:6379/1"
+DEV_CELERY_BACKEND_URL = "redis://127.0.0.1:6379/2"
 DEFAULT_FRONTEND_URL = "http://127.0.0.1:3000"
 
 
@@ -149,7 +152,10 @@ class Settings(BaseSettings):
         elif self.ENV == "dev":
             self.WRITER_DB_URL = self.WRITER_DB_URL or DEV_WRITER_DB_URL
             self.READER_DB_URL = self.READER_DB_URL or DEV_READER_DB_URL
-            self.REDIS_URL = self.REDIS_URL or DEV_REDIS_URL
+            if self.REDIS_URL is None:
+                self.REDIS_URL = DEV_REDIS_URL
+                self.CELERY_BROKER_URL = self.CELERY_BROKER_URL or DEV_CELERY_BROKER_URL
+                self.CELERY_BACKEND_URL = self.CELERY_BACKEND_URL or DEV_CELERY_BACKEND_URL
         self.CACHE_BACKEND = self.CACHE_BACKEND or ("redis" if self.REDIS_URL else "memory")
         self.CELERY_BROKER_URL = self.CELERY_BROKER_URL or self.REDIS_URL
         self.CELERY_BACKEND_URL = self.CELERY_BACKEND_URL or self.CELERY_BROKER_URL

@@ -349,3 +349,41 @@ def test_reload_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert result.exit_code == 2
     assert "--reload" in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_several_workers_without_a_shared_cache_are_refused() -> None:
+    # With the embedded in-memory cache, a logout in one worker would not reach the others.
+    result = CliRunner().invoke(main.main, ["--env", "local", "--workers", "2", "--no-reload"])
+
+    assert result.exit_code == 2
+    assert "REDIS_URL" in result.output
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_the_test_env_without_a_database_names_the_missing_setting() -> None:
+    result = CliRunner().invoke(main.main, ["--env", "test"])
+
+    assert result.exit_code == 2
+    assert "WRITER_DB_URL" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_dev_sends_tasks_where_the_compose_workers_listen() -> None:
+    compose = (ROOT / "docker" / "docker-compose.yml").read_text()
+    settings = Settings(ENV="dev")
+
+    # Host 127.0.0.1 here, the service name there; the Redis database must be the same.
+    for name, url in (
+        ("CELERY_BROKER_URL", settings.CELERY_BROKER_URL),
+        ("CELERY_BACKEND_URL", settings.CELERY_BACKEND_URL),
+    ):
+        assert url is not None
+        assert f"{name}: {url.replace('127.0.0.1', 'redis')}\n" in compose
+    assert settings.REDIS_URL is not None
+    assert f"REDIS_URL: {settings.REDIS_URL.replace('127.0.0.1', 'redis')}\n" in compose
+    # A REDIS_URL of your own still carries the tasks too.
+    assert Settings(ENV="dev", REDIS_URL="redis://elsewhere:6379/0").CELERY_BROKER_URL == (
+        "redis://elsewhere:6379/0"
+    )

@@ -74,7 +74,6 @@ async def update_post(
     dependencies=[Depends(RateLimit()), Depends(remover)],
 )
 async def delete_post(post_id: PostId, request: Request) -> Response:
-    """Delete a post (its author, or anyone with `posts:delete`); it is kept, marked deleted.
-    `If-Match` guards it."""
+    """Delete a post (its author or `posts:delete`; `If-Match` guards it); kept, marked deleted."""
     await post_service.delete(post_id, versions=if_match_versions(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -122,8 +122,7 @@ async def update_user(
 async def delete_user(
     user_id: UserId, request: Request, caller: CurrentUser = Depends(deleter)
 ) -> Response:
-    """Soft-delete a user; their tokens stop working at once (admins only by admins).
-    `If-Match` guards it."""
+    """Soft-delete a user (admins only by admins; `If-Match` guards it); their tokens stop now."""
     versions = if_match_versions(request)
     await user_service.delete(user_id, by_admin=caller.is_admin, versions=versions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
