@@ -9,6 +9,7 @@ it twice.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ import orjson
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
+from core.config import config
 from core.db import Transactional, after_commit
 from core.exceptions import (
     ConflictException,
@@ -79,7 +81,9 @@ class Idempotent:
     ) -> Response:
         if self.key is None:
             return _response(await call(), model, status_code)
-        fingerprint = hashlib.sha256(await self.request.body()).hexdigest()
+        # Keyed: a plain hash of a body holding a password could be brute-forced from Redis.
+        secret = config.JWT_SECRET_KEY.encode()
+        fingerprint = hmac.new(secret, await self.request.body(), hashlib.sha256).hexdigest()
         # From the scope: Starlette's `request.user` refuses apps without an auth middleware.
         user_id = getattr(self.request.scope.get("user"), "id", None)
         caller = f"user:{user_id}" if user_id else f"ip:{getattr(self.request.client, 'host', '')}"

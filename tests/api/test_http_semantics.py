@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import orjson
 import pytest
+import redis
 from fastapi import FastAPI, Request
 from httpx import ASGITransport, AsyncClient, Response
 from starlette.middleware import Middleware
@@ -272,6 +275,23 @@ async def test_the_same_key_and_body_replays_the_first_answer(
     assert other_body.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"
     count = stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{body['email']}'")
     assert count == "1"
+
+
+async def test_a_key_s_record_holds_no_plain_hash_of_the_body(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    body = registration()
+    content = orjson.dumps(body)
+    headers = {"Idempotency-Key": "stored", "content-type": "application/json"}
+
+    response = await client.post(USERS, content=content, headers=headers)
+
+    assert response.status_code == 201
+    cache = redis.Redis.from_url(stack.redis.url_for(0))
+    stored = str([cache.get(key) for key in cache.scan_iter("*idempotency:*")])
+    assert "fingerprint" in stored
+    # The body holds the password: a plain SHA-256 of it could be brute-forced offline.
+    assert hashlib.sha256(content).hexdigest() not in stored
 
 
 async def test_keys_are_scoped_per_caller(app: FastAPI, client: AsyncClient) -> None:
