@@ -37,10 +37,6 @@ class RoleRepository:
     async def get(self, role_id: int) -> Role | None:
         return await session.get(Role, role_id)
 
-    async def user_ids_with(self, role_id: int) -> Sequence[int]:
-        query = select(user_roles.c.user_id).where(user_roles.c.role_id == role_id)
-        return (await session.scalars(query)).all()
-
     async def flush(self) -> None:
         await session.flush()
 

@@ -24,7 +24,7 @@ from app.user import user_service
 from core.db import Transactional
 from core.fastapi.dependencies import declared_permissions
 from core.fastapi.lists import ListQuery, Page
-from core.security.auth_state import forget_auth_state
+from core.security.auth_state import forget_all_auth_states, forget_auth_state
 
 
 class RoleService:
@@ -54,12 +54,13 @@ class RoleService:
             raise RoleNotFoundException()
         if data.description is not None:
             role.description = data.description
-        if data.permissions is not None and data.permissions != role.permissions:
+        if data.permissions is not None:
             _check_declared(data.permissions)
             role.permissions = data.permissions
-            # Everyone holding the role has its permissions cached with their auth state.
-            for user_id in await self.repository.user_ids_with(role_id):
-                await forget_auth_state(user_id)
+            # Holders have the permissions cached with their auth state: one removal for all,
+            # whatever the role's size, that also reaches someone given the role meanwhile. Even
+            # when unchanged, so a retry after a 503 CHANGE_NOT_PROPAGATED removes them.
+            await forget_all_auth_states()
         await self.repository.flush()
         return role
 

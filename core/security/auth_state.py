@@ -66,7 +66,8 @@ async def forget_auth_state(user_id: int) -> None:
 
 
 async def forget_all_auth_states() -> None:
-    """Drop every cached auth state (a tier's limits changed); inside a transaction, after it."""
+    """Drop every cached auth state (a tier's limits or a role's permissions changed); inside a
+    transaction, once it commits."""
     await Cache.remove_by_prefix("auth_state")
 
 
