@@ -181,7 +181,8 @@ class ListSpec:
         sortable = ", ".join(n for n, f in self.fields.items() if f.sort)
         fields: dict[str, Any] = {
             "limit": (int, Field(20, ge=1, le=MAX_LIMIT)),
-            "cursor": (str | None, Field(None, max_length=1024)),
+            # Room for the longest cursor this hands out: a few text columns of 4-byte characters.
+            "cursor": (str | None, Field(None, max_length=8192)),
             "page": (int | None, Field(None, ge=1, le=2**31 - 1)),
             "sort": (
                 str | None,
@@ -224,7 +225,9 @@ class ListSpec:
         return [CLAUSES[op](self.fields[name].column, value) for name, op, value in query.filters]
 
     def _after(self, query: ListQuery) -> ColumnElement[bool]:
-        """Rows after the cursor's row in the sort order: (a > x) or (a = x and b > y) ..."""
+        """Rows after the cursor's row in the sort order: a >= x and ((a > x) or (a = x and b > y)
+        ...); the first term alone is an index range, so a deep page does not scan the ones
+        before it."""
         assert query.after is not None
         options = []
         for index, (item, value) in enumerate(zip(query.sort, query.after, strict=True)):
@@ -235,7 +238,9 @@ class ListSpec:
                 for s, v in zip(query.sort[:index], query.after[:index], strict=True)
             ]
             options.append(and_(*earlier, beyond))
-        return or_(*options)
+        first, start = query.sort[0], query.after[0]
+        lead = self.fields[first.removeprefix("-")].column
+        return and_(lead <= start if first.startswith("-") else lead >= start, or_(*options))
 
     async def fetch(self, base: Select[Any], query: ListQuery, item: type[M]) -> Page[M]:
         """One page of `base` (a select of the spec's columns), filtered and sorted as asked."""

@@ -290,3 +290,30 @@ def test_a_spec_that_cannot_work_is_refused_when_it_is_declared(fields: dict[str
     # At import of the module that declares it, not as a 500 on the first request.
     with pytest.raises(ValueError, match="bad list spec"):
         ListSpec(fields, key="id", default_sort="id")
+
+
+async def test_a_cursor_after_the_longest_title_still_pages_on(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    author = await signed_up(client)
+    marker = uuid4().hex[:12]
+    # 200 characters of four UTF-8 bytes each: the longest title, and so the longest cursor.
+    titles = [f"{marker}a" + "\U0001f600" * 187, f"{marker}b" + "\U0001f600" * 187]
+    for title in titles:
+        made = await client.post(
+            "/api/v1/posts", json={"title": title, "body": "x"}, headers=author.headers
+        )
+        assert made.status_code == 201, made.text
+    stack.wait_for_replica()  # an anonymous list reads the replica
+    params = {"sort": "title,-created_at", "limit": "1", "title__contains": marker}
+
+    first = await client.get("/api/v1/posts", params=params)
+    second = await client.get(
+        "/api/v1/posts", params=params | {"cursor": first.json()["next_cursor"]}
+    )
+
+    assert first.status_code == 200, first.text
+    assert [post["title"] for post in first.json()["items"]] == titles[:1]
+    assert second.status_code == 200, second.text
+    assert [post["title"] for post in second.json()["items"]] == titles[1:]
+    assert second.json()["next_cursor"] is None
