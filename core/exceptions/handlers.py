@@ -42,6 +42,9 @@ _ALL_ADDRESSES_FAILED = "Multiple exceptions: "
 # A schema older than the code: PostgreSQL's undefined table and column, SQLite's words for them.
 _NOT_MIGRATED_SQLSTATES = frozenset({"42P01", "42703"})
 _NOT_MIGRATED_SQLITE_MESSAGES = ("no such table", "no such column", "has no column named")
+# Two transactions in each other's way (deadlock, serialization failure): the database rolled
+# this one back, and running it again works.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 # A server gone or refusing work: connection exception, insufficient resources, shutdown, a
 # statement cancelled for running too long.
 _UNAVAILABLE_SQLSTATE_PREFIXES = ("08", "53", "57P", "57014")
@@ -170,8 +173,11 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 def database_problem(error: Exception) -> CustomException | None:
     """What a database error means to a client (logged here), or None for any other error."""
-    if isinstance(error, StaleDataError):
-        # A versioned row changed between this request's read and its write (no lock held).
+    if isinstance(error, StaleDataError) or (
+        isinstance(error, sa_exc.DBAPIError) and _sqlstate(error) in _CONFLICT_SQLSTATES
+    ):
+        # A versioned row changed between this request's read and its write (no lock held), or
+        # a concurrent transaction locked what this one needed.
         return ChangedMeanwhileException()
     if isinstance(error, sa_exc.DBAPIError) and is_schema_not_migrated(error):
         logger.error(

@@ -120,7 +120,13 @@ async def failing_client() -> AsyncIterator[AsyncClient]:
     async def bad_query() -> None:
         await session.execute(text("SELECT 1 / 0 AS hunter2"))
 
+    async def conflict(sqlstate: str) -> None:
+        # What PostgreSQL answers a transaction it rolled back for another's sake.
+        sql = f"DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = '{sqlstate}'; END $$"
+        await session.execute(text(sql))
+
     app.add_api_route("/test-only/explode", explode)
+    app.add_api_route("/test-only/conflict/{sqlstate}", conflict)
     app.add_api_route("/test-only/bad-query", bad_query)
     transport = ASGITransport(app=app, raise_app_exceptions=False)
     async with AsyncClient(transport=transport, base_url="http://test") as http:
@@ -139,6 +145,16 @@ async def test_unhandled_error_is_a_500_that_leaks_nothing(
     assert body["error_code"] == "INTERNAL_SERVER_ERROR"
     for leak in ("hunter2", "Traceback", "RuntimeError", "SELECT", "division"):
         assert leak not in response.text
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+async def test_a_deadlock_or_serialization_failure_is_a_409_to_retry(
+    failing_client: AsyncClient, sqlstate: str
+) -> None:
+    response = await failing_client.get(f"/test-only/conflict/{sqlstate}")
+
+    assert response.status_code == 409
+    assert response.json()["error_code"] == "CHANGED_MEANWHILE"
 
 
 @pytest.mark.parametrize("path", ["/test-only/explode", "/test-only/bad-query"])
