@@ -97,6 +97,23 @@ async def test_more_callers_than_redis_connections_wait_their_turn(stack: Server
     await backend.close()
 
 
+async def test_a_call_that_finds_no_free_connection_fails_alone(stack: ServerStack) -> None:
+    backend = RedisBackend(stack.redis.url_for(3), max_connections=1, timeout=0.05)
+    await backend.set("k", b"v")
+    pool = backend.client.connection_pool
+    # The only connection, busy for longer than the wait (redis-py leaves this one untyped).
+    held = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    with pytest.raises(CacheUnavailableError, match="No connection available"):
+        await backend.get("k")
+    await pool.release(held)
+
+    # A loaded process is not a Redis outage: the next call is not refused as "marked down".
+    assert not backend.outage.ongoing
+    assert await backend.get("k") == b"v"
+    await backend.close()
+
+
 async def test_change_orphans_namespaces_removes_and_holds_entries(backend: BaseBackend) -> None:
     for tail, value in (("x", b"1"), ("y", b"2"), ("z", b"3"), ("w", b"4")):
         await backend.set(versioned_key("cache:b" if tail != "x" else "cache:a", 0, tail), value)

@@ -92,6 +92,10 @@ class RedisBackend(BaseBackend):
             # Redis answered: an error about this command, not an outage.
             raise CacheUnavailableError(str(error)) from error
         except (RedisError, OSError, TimeoutError) as error:
+            if _no_connection_free(error):
+                # Every connection stayed busy for the whole wait: this process is loaded, and
+                # marking Redis down would move its work onto the database.
+                raise CacheUnavailableError(str(error)) from error
             self.outage.begin()
             logger.warning("redis unavailable (%s: %s)", type(error).__name__, error)
             raise CacheUnavailableError(str(error)) from error
@@ -226,6 +230,11 @@ redis.call('PUBLISH', '{CHANGES_CHANNEL}', ARGV[4])
 def change_message(namespaces: Sequence[str], entries: Sequence[tuple[str, str]]) -> bytes:
     """What every process hears of a change: the namespaces removed, the entries removed or held."""
     return orjson.dumps([list(namespaces), [list(entry) for entry in entries]])
+
+
+def _no_connection_free(error: BaseException) -> bool:
+    # BlockingConnectionPool's wait timing out; a connection that fails has an OSError cause.
+    return isinstance(error, RedisConnectionError) and isinstance(error.__cause__, TimeoutError)
 
 
 def _milliseconds(seconds: float | None) -> int | None:
