@@ -48,7 +48,13 @@ class Queries:
 queries = Queries()
 
 
-@Cache.cached(prefix="auth_state", ttl=AUTH_STATE_TTL_SECONDS)
+# One read on a replica (the writer was down) is not kept: it may predate a logout, and the
+# writer decides again as soon as it is back.
+@Cache.cached(
+    prefix="auth_state",
+    ttl=AUTH_STATE_TTL_SECONDS,
+    keep=lambda state: state is None or state.from_writer,
+)
 async def _auth_state(user_id: int) -> AuthState | None:
     if queries.auth_state is None:
         raise RuntimeError("no auth state query: add AuthenticationMiddleware to the app")

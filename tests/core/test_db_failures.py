@@ -196,6 +196,13 @@ async def test_a_hung_primary_gets_writes_a_503_and_authenticated_reads_keep_wor
     # Only the first read waited for the writer; the others went to the replica at once.
     assert caplog.text.count("writer unreachable") == 1
 
+    # What the replica said was not kept (it may predate a logout it had not replayed yet):
+    # once the writer is back, the writer decides at once. Changed behind the cache's back here.
+    monkeypatch.setattr("app.auth.service.writer_outage", Outage(5.0))
+    stack.primary.psql(f"UPDATE users SET deleted_at = now() WHERE id = {accounts[0].id}")
+    after = await client.get(f"/api/v1/users/{accounts[0].id}", headers=accounts[0].headers)
+    assert after.status_code == 401
+
 
 async def test_a_database_host_that_cannot_be_reached_is_a_503(
     client: AsyncClient, settings: Callable[..., None]

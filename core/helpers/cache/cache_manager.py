@@ -91,6 +91,7 @@ class CachedFunction:
     namespace: str
     ttl: float
     exclude: frozenset[str]
+    keep: Callable[[Any], bool] | None = None
 
     @functools.cached_property
     def adapter(self) -> TypeAdapter[Any]:
@@ -170,19 +171,21 @@ class CacheManager:
         tag: CacheTag | str | None = None,
         ttl: float = 60,
         exclude: Iterable[str] = (),
+        keep: Callable[[Any], bool] | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Cache an async function's results per argument values, for `ttl` seconds.
 
         Give a `prefix` (one function's namespace) or a `tag` (shared by several functions);
         `remove_by_prefix` / `remove_by_tag` drop the whole namespace, `remove` one call's
-        entry. `exclude` names arguments that must not be part of the key.
+        entry. `exclude` names arguments that must not be part of the key; a value for which
+        `keep` says False is returned but not stored.
         """
         if (prefix is None) == (tag is None):
             raise ValueError("give exactly one of prefix= or tag=")
         namespace = str(prefix if prefix is not None else tag)
 
         def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-            spec = CachedFunction(function, namespace, ttl, frozenset(exclude))
+            spec = CachedFunction(function, namespace, ttl, frozenset(exclude), keep)
 
             @functools.wraps(function)
             async def cached_call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -256,6 +259,7 @@ class CacheManager:
             and read.value is None
             and not read.held
             and time.monotonic() - started < hold_seconds()
+            and (spec.keep is None or spec.keep(value))
         ):
             await self._store(spec, versioned_key(spec.head, read.version, call_key), value)
         return Fetched(value, False, read is not None and read.held)
