@@ -826,6 +826,11 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"make bench needs {tool} (Debian: apt-get install -y wrk util-linux git)")
             return 2
+    known = ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{OLD_REF}^{{commit}}"]
+    if subprocess.run(known, capture_output=True, check=False).returncode != 0:
+        print(f"BENCH_OLD_REF={OLD_REF} is not in this clone (a shallow one?): run")
+        print("`git fetch --unshallow`, or name another commit with BENCH_OLD_REF")
+        return 2
     os.sched_setaffinity(0, {int(LOAD_CORE)})
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     workdir.chmod(0o755)  # the servers run as the postgres user when this runs as root
