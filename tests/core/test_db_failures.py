@@ -147,6 +147,37 @@ async def test_a_hung_replica_sends_reads_to_the_primary_and_they_return_after_i
     assert await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS)
 
 
+async def test_a_replica_still_hung_when_its_outage_ends_is_probed_by_one_read_only(
+    stack: ServerStack, short_timeouts: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    fallback = databases.reader_fallback
+    assert fallback is not None
+    fallback.outage.seconds = 1.0
+    caplog.set_level(logging.WARNING)
+
+    async def read() -> bool:
+        return await asyncio.wait_for(read_runs_on_replica(), HANG_GUARD_SECONDS)
+
+    stack.replica.freeze()
+    try:
+        fallback.mark_down(TimeoutError("frozen"))
+        # Eight reads in flight at once open eight writer connections during the outage.
+        assert await asyncio.gather(*(read() for _ in range(8))) == [False] * 8
+        await asyncio.sleep(fallback.outage.seconds + 0.1)
+        before = caplog.text.count("read replica unreachable")
+        # The outage is over, the replica still hung: one read tries it, the rest stay put.
+        after_outage = await asyncio.gather(*(read() for _ in range(8)))
+        probes = caplog.text.count("read replica unreachable") - before
+    finally:
+        stack.replica.thaw()
+
+    assert after_outage == [False] * 8
+    assert probes == 1
+    await asyncio.sleep(fallback.outage.seconds + 0.1)
+    assert await read()
+    fallback.outage.seconds = 5.0
+
+
 async def test_a_slow_statement_is_cancelled_and_the_replica_stays_in_use(
     short_timeouts: None,
 ) -> None:
