@@ -261,9 +261,10 @@ async def load_auth_state(user_id: int) -> AuthState | None:
     since = utcnow() - timedelta(minutes=config.ACCESS_TOKEN_EXPIRE_MINUTES) - CLOCK_SKEW
     if not writer_outage.ongoing:
         try:
-            async with session_scope():
-                use_writer()
-                return await repository.auth_state(user_id, since)
+            with writer_outage.trying():
+                async with session_scope():
+                    use_writer()
+                    return await repository.auth_state(user_id, since)
         except Exception as error:
             if not (is_database_unavailable(error) and databases.has_separate_reader):
                 raise

@@ -122,9 +122,8 @@ class ReaderFallback:
 
     A failed replica connect marks it down for `retry_seconds`; during that time the reader
     pool opens writer connections without trying the replica again. Once the time is up, one
-    connect at a time tries the replica (the others keep using the writer meanwhile: a replica
-    still hung costs one of them its timeout, not all); when one gets through, the writer
-    connections are discarded at checkout, so reads return to the replica by themselves.
+    connect tries the replica (`Outage.trying`); when it gets through, the writer connections
+    are discarded at checkout, so reads return to the replica by themselves.
     """
 
     def __init__(self, reader_url: URL, writer_url: URL, retry_seconds: float = 5.0) -> None:
@@ -132,32 +131,20 @@ class ReaderFallback:
         self.writer_dsn = _libpq_dsn(writer_url)
         self.outage = Outage(retry_seconds)
         self._writer_connections: weakref.WeakSet[asyncpg.Connection] = weakref.WeakSet()
-        # Set by a failure, cleared by the first replica connect that succeeds after it.
-        self._was_down = False
-        self._probing = False
 
     async def connect(self) -> asyncpg.Connection:
         options = _connect_args()
-        if self._may_try_replica():
-            probe = self._probing = self._was_down
+        if not self.outage.ongoing:
             try:
-                connection = await asyncpg.connect(self.reader_dsn, **options)
-                self._was_down = False
-                return connection
+                with self.outage.trying():
+                    return await asyncpg.connect(self.reader_dsn, **options)
             except (TimeoutError, OSError, asyncpg.PostgresError) as error:
                 self.mark_down(error)
-            finally:
-                if probe:
-                    self._probing = False
         connection = await asyncpg.connect(self.writer_dsn, **options)
         self._writer_connections.add(connection)
         return connection
 
-    def _may_try_replica(self) -> bool:
-        return not self.outage.ongoing and not self._probing
-
     def mark_down(self, error: BaseException) -> None:
-        self._was_down = True
         self.outage.begin()
         logger.warning(
             "read replica unreachable (%s: %s); reads use the writer for %.0f s",
@@ -180,7 +167,7 @@ class ReaderFallback:
         ) -> None:
             if (
                 dbapi_connection.driver_connection in self._writer_connections
-                and self._may_try_replica()
+                and not self.outage.ongoing
             ):
                 # The pool discards this connection and opens a new one through connect().
                 raise DisconnectionError("retrying the read replica")

@@ -3,21 +3,43 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class Outage:
     """Remembers a dependency's failure for `seconds`: meanwhile callers skip it at once
-    instead of each waiting out the failure again."""
+    instead of each waiting out the failure again. When the time is up, one caller at a time
+    tries it (`trying`) until one gets through: a dependency still hung costs one caller its
+    timeout, not every caller in flight."""
 
-    __slots__ = ("_until", "seconds")
+    __slots__ = ("_probing", "_until", "_was_down", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._until = 0.0
+        self._was_down = False
+        self._probing = False
 
     @property
     def ongoing(self) -> bool:
-        return time.monotonic() < self._until
+        """Skip the dependency now: it failed lately, or another caller is trying it again."""
+        return self._probing or time.monotonic() < self._until
 
     def begin(self) -> None:
+        self._was_down = True
         self._until = time.monotonic() + self.seconds
+
+    @contextmanager
+    def trying(self) -> Iterator[None]:
+        """Around one use of the dependency: after a failure, the others skip it meanwhile;
+        leaving without an error ends the outage."""
+        probe = self._was_down and not self._probing
+        if probe:
+            self._probing = True
+        try:
+            yield
+            self._was_down = False
+        finally:
+            if probe:
+                self._probing = False

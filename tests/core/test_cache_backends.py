@@ -197,3 +197,28 @@ async def test_a_hung_redis_is_marked_down_by_the_first_call_that_waits_for_it(
     finally:
         stack.redis.thaw()
         await redis.close()
+
+
+async def test_a_redis_still_hung_when_its_outage_ends_is_tried_by_one_call_only(
+    stack: ServerStack,
+) -> None:
+    redis = RedisBackend(stack.redis.url_for(0), retry_seconds=0.2)
+    await redis.set("probe", b"1")
+    stack.redis.freeze()
+    try:
+        with pytest.raises(CacheUnavailableError):
+            await redis.get("probe")
+        await asyncio.sleep(0.3)
+        # Eight calls at once: one tries the hung server and times out, seven skip it at once.
+        outcomes = await asyncio.gather(
+            *(redis.get("probe") for _ in range(8)), return_exceptions=True
+        )
+    finally:
+        stack.redis.thaw()
+    skipped = [o for o in outcomes if "marked down" in str(o)]
+
+    assert all(isinstance(o, CacheUnavailableError) for o in outcomes), outcomes
+    assert len(skipped) == 7
+    await asyncio.sleep(0.3)
+    assert await redis.get("probe") == b"1"
+    await redis.close()

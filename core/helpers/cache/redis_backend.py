@@ -87,7 +87,8 @@ class RedisBackend(BaseBackend):
             # Inside the caller's bound (`bounded`): a hung Redis times out here, and is marked
             # down, instead of each call being cancelled from outside.
             async with asyncio.timeout(CALL_TIMEOUT_SECONDS):
-                return await operation(self.client)
+                with self.outage.trying():
+                    return await operation(self.client)
         except ResponseError as error:
             # Redis answered: an error about this command, not an outage.
             raise CacheUnavailableError(str(error)) from error
