@@ -19,7 +19,7 @@ from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from core.config import config
-from core.db import Transactional, after_commit
+from core.db import Transactional, commit_batch
 from core.exceptions import (
     ConflictException,
     ServiceUnavailableException,
@@ -99,24 +99,27 @@ class Idempotent:
             raise IdempotencyUnavailableException() from error
         committed = False
 
+        async def remember(records: list[bytes]) -> None:
+            # First once committed, before any other after-commit work, which may fail or be
+            # cancelled: a retry must replay this answer, not do the work again.
+            nonlocal committed
+            committed = True
+            try:
+                await bounded(lambda: backend.set(store, records[0], REPLAY_SECONDS))
+            except CacheUnavailableError as error:
+                # The key stays in use until RUNNING_SECONDS have passed.
+                logger.warning("idempotent answer not recorded: %s", error)
+
         @Transactional()  # the route's own transaction joins this one
         async def answer() -> Response:
+            # Started before the route's work: the first batch flushed after the commit.
+            records = commit_batch(f"idempotency:{name}", remember)
+            assert records is not None  # inside the transaction
             response = _response(await call(), model, status_code)
             body = bytes(response.body).decode()
-            record = orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
-
-            async def remember() -> None:
-                # After the commit, whatever other after-commit work does: a retry must replay
-                # this answer, not do the work again, even if this request ends with a 503.
-                nonlocal committed
-                committed = True
-                try:
-                    await bounded(lambda: backend.set(store, record, REPLAY_SECONDS))
-                except CacheUnavailableError as error:
-                    # The key stays in use until RUNNING_SECONDS have passed.
-                    logger.warning("idempotent answer not recorded: %s", error)
-
-            await after_commit(remember)
+            records.append(
+                orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
+            )
             return response
 
         try:

@@ -368,6 +368,30 @@ def add_user_route(
         return await idempotency.run(lambda: create(email), UserRead, 201)
 
 
+async def test_a_request_cancelled_after_its_commit_keeps_its_key(stack: ServerStack) -> None:
+    from app.server import create_app
+
+    app = create_app()
+    cancelled = True
+
+    async def publish() -> None:  # e.g. a task send cut short by the server's shutdown timeout
+        if cancelled:
+            raise asyncio.CancelledError
+
+    add_user_route(app, after_commit_work=publish)
+    email, headers = unique_email(), {"Idempotency-Key": "committed-then-cancelled"}
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        with pytest.raises(asyncio.CancelledError):
+            await http.post("/test-only/users", json={"email": email}, headers=headers)
+        cancelled = False
+        retried = await http.post("/test-only/users", json={"email": email}, headers=headers)
+
+    # The user was committed: the retry replays the answer instead of registering them twice.
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotency-replayed"] == "true"
+    assert stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{email}'") == "1"
+
+
 async def test_a_retry_after_a_503_from_work_after_the_commit_replays_the_saved_answer(
     stack: ServerStack,
 ) -> None:
