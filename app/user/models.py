@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, false
+from sqlalchemy import ForeignKey, Index, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, BigIntId, SoftDeleteMixin, TimestampMixin
@@ -24,6 +24,16 @@ class User(Base, TimestampMixin, SoftDeleteMixin):
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
     # What the API shows changed: the ETag. Raised in the UPDATE itself, so If-Match is atomic.
     version: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    # The deleted few, which the posts catch-up task looks up every few minutes.
+    __table_args__ = (
+        Index(
+            "ix_users_id_deleted",
+            "id",
+            postgresql_where=text("deleted_at IS NOT NULL"),
+            sqlite_where=text("deleted_at IS NOT NULL"),
+        ),
+    )
 
     def __repr__(self) -> str:
         return f"User(id={self.id!r}, email={self.email!r})"
