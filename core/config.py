@@ -25,9 +25,9 @@ MAX_LIMIT_REQUESTS = 10_000
 DEV_WRITER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5432/app"
 DEV_READER_DB_URL = "postgresql+asyncpg://app:app@127.0.0.1:5433/app"
 DEV_REDIS_URL = "redis://127.0.0.1:6379/0"
-# The databases the compose stack's workers and Flower use (docker/docker-compose.yml).
-DEV_CELERY_BROKER_URL = "redis://127.0.0.1:6379/1"
-DEV_CELERY_BACKEND_URL = "redis://127.0.0.1:6379/2"
+# The compose stack's broker, which its workers and Flower use (docker/docker-compose.yml).
+DEV_CELERY_BROKER_URL = "redis://127.0.0.1:6380/0"
+DEV_CELERY_BACKEND_URL = "redis://127.0.0.1:6380/1"
 DEFAULT_FRONTEND_URL = "http://127.0.0.1:3000"
 
 

@@ -374,15 +374,17 @@ def test_dev_sends_tasks_where_the_compose_workers_listen() -> None:
     compose = (ROOT / "docker" / "docker-compose.yml").read_text()
     settings = Settings(ENV="dev")
 
-    # Host 127.0.0.1 here, the service name there; the Redis database must be the same.
+    # The published port here, the service there; the Redis database must be the same.
+    published = {"127.0.0.1:6379": "redis:6379", "127.0.0.1:6380": "broker:6379"}
     for name, url in (
+        ("REDIS_URL", settings.REDIS_URL),
         ("CELERY_BROKER_URL", settings.CELERY_BROKER_URL),
         ("CELERY_BACKEND_URL", settings.CELERY_BACKEND_URL),
     ):
         assert url is not None
-        assert f"{name}: {url.replace('127.0.0.1', 'redis')}\n" in compose
-    assert settings.REDIS_URL is not None
-    assert f"REDIS_URL: {settings.REDIS_URL.replace('127.0.0.1', 'redis')}\n" in compose
+        host_port = url.removeprefix("redis://").split("/")[0]
+        assert f"{name}: {url.replace(host_port, published[host_port])}\n" in compose
+    assert '"127.0.0.1:6380:6379"' in compose
     # A REDIS_URL of your own still carries the tasks too.
     assert Settings(ENV="dev", REDIS_URL="redis://elsewhere:6379/0").CELERY_BROKER_URL == (
         "redis://elsewhere:6379/0"
