@@ -67,7 +67,8 @@ async def add_rate_limit(name: TierName, body: RateLimitCreate, request: Request
     """Limit one route (by its path template) for the tier's callers; applies at once."""
     # A typo, or a route without RateLimit, would limit nothing and look as if it did.
     routes = iter_route_contexts(request.app.routes)
-    if body.path not in {route.path for route in routes if is_rate_limited(route)}:
+    # The template RateLimit keys on (route_template): `{id}`, even where the path says `{id:int}`.
+    if body.path not in {route.path_format for route in routes if is_rate_limited(route)}:
         raise UnknownPathException(f"No rate-limited route has the path template {body.path}.")
     return await tier_service.add_rate_limit(name, body)
 

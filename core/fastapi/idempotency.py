@@ -28,6 +28,7 @@ from core.exceptions import (
 )
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError, bounded
+from core.helpers.rate_limiter import caller_address
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,9 @@ class Idempotent:
         fingerprint = hmac.new(secret, await self.request.body(), hashlib.sha256).hexdigest()
         # From the scope: Starlette's `request.user` refuses apps without an auth middleware.
         user_id = getattr(self.request.scope.get("user"), "id", None)
-        caller = f"user:{user_id}" if user_id else f"ip:{getattr(self.request.client, 'host', '')}"
+        host = self.request.client.host if self.request.client else "unknown"
+        # Addresses as the rate limits count them: one IPv6 /64 is one caller.
+        caller = f"user:{user_id}" if user_id else f"ip:{caller_address(host)}"
         name = hashlib.sha256(f"{self.request.url.path} {caller} {self.key}".encode()).hexdigest()
         store = f"idempotency:{name}"
         running = orjson.dumps({"fingerprint": fingerprint})
