@@ -151,7 +151,9 @@ async def close_session() -> None:
 
 def session_factory() -> AbstractAsyncContextManager[AsyncSession]:
     """An independent session routed like `session`, e.g. one per coroutine under
-    `asyncio.gather`: committed when the block ends without an error, rolled back on one."""
+    `asyncio.gather`: committed when the block ends without an error, rolled back on one. Plain
+    SQL only: after-commit work (tasks, cache removals, events) follows `@Transactional`'s
+    commit, not this block's."""
     return _make_session.begin()
 
 
