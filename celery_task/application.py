@@ -113,6 +113,22 @@ class AppTask(Task):  # type: ignore[misc]
         """`delay` for async code."""
         return await self.aapply_async(args, kwargs)
 
+    def signature_from_request(
+        self,
+        request: Any = None,
+        args: Any = None,
+        kwargs: Any = None,
+        queue: Any = None,
+        **extra_options: Any,
+    ) -> Any:
+        """What a retry sends: with the first send's `argsrepr`/`kwargsrepr`, which Celery does
+        not carry over, so a retried mail's log lines and events hide its links too."""
+        request = self.request if request is None else request
+        for name in ("argsrepr", "kwargsrepr"):
+            if (shown := getattr(request, name, None)) is not None:
+                extra_options.setdefault(name, shown)
+        return super().signature_from_request(request, args, kwargs, queue, **extra_options)
+
     def _after_commit(self, args: Any, kwargs: Any, options: dict[str, Any]) -> AsyncResult | None:
         """Inside `@Transactional`, queue the send for after the commit (core.db's commit
         batch: every send of the transaction is published in one go, off the loop)."""
