@@ -22,6 +22,16 @@ TEXT_FORMAT = (
 )
 
 
+def logged_path(scope: Any) -> str:
+    """The request's path as the client sent it (still percent-encoded): a decoded one could
+    carry a line break, and so forge a log line of its own."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes):
+        # Some ASGI clients append the query, which is not for logs (it may carry a token).
+        return raw.split(b"?", 1)[0].decode("ascii", "backslashreplace")
+    return str(scope.get("path", "")).encode("unicode_escape").decode("ascii")
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):

@@ -24,6 +24,7 @@ from core.exceptions import (
     DatabaseNotMigratedException,
     DatabaseUnavailableException,
 )
+from core.logging import logged_path
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ def database_problem(error: Exception) -> CustomException | None:
 async def _server_error(request: Request, exc: Exception) -> Response:
     if (problem := database_problem(exc)) is not None:
         return problem_from(problem)
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    path = logged_path(request.scope)
+    logger.error("unhandled error on %s %s", request.method, path, exc_info=exc)
     return problem_response(
         500, "INTERNAL_SERVER_ERROR", "Something went wrong on our side; it has been logged."
     )

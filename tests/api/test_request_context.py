@@ -60,6 +60,22 @@ async def test_one_access_log_line_per_request_with_id_and_user(
     assert formatted["message"] == "GET /api/v1/users/me 200"
 
 
+async def test_a_line_break_in_the_path_cannot_forge_a_log_line(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.access")
+    caplog.clear()
+    forged = "2030-01-01 00:00:00 INFO api.access [request_id=x] POST /api/v1/auth/login 200"
+
+    await client.get(f"/x%0A{forged.replace(' ', '%20')}?token=secret")
+
+    (record,) = [r for r in caplog.records if r.name == "api.access"]
+    line = record.getMessage()
+    assert "\n" not in line
+    assert line.startswith("GET /x%0A2030-01-01%2000")
+    assert "secret" not in line  # the query is not logged
+
+
 @pytest.mark.parametrize(("user", "logged"), [(None, "-"), (CurrentUser(id=42), 42)])
 async def test_logging_binds_the_caller_on_an_app_without_the_auth_middleware(
     user: CurrentUser | None, logged: object

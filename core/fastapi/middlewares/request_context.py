@@ -10,13 +10,13 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.fastapi.dependencies.rate_limit import HEADERS_SCOPE_KEY
-from core.logging import request_id_var, user_id_var
+from core.logging import logged_path, request_id_var, user_id_var
 
 access_logger = logging.getLogger("api.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 # An incoming id is kept only if it is short and plain: it ends up in logs and headers.
-_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 # Responses are personal unless a route says otherwise: browsers and proxies must not serve
 # one caller's answer to another, nor an old one without asking.
 PERSONAL = [(b"cache-control", b"private, no-cache"), (b"vary", b"Authorization")]
@@ -74,14 +74,15 @@ class RequestContextMiddleware:
 
 
 def _log_access(scope: Scope, status: int, started: float) -> None:
+    path = logged_path(scope)
     access_logger.info(
         "%s %s %s",
         scope["method"],
-        scope["path"],
+        path,
         status,
         extra={
             "method": scope["method"],
-            "path": scope["path"],
+            "path": path,
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "user_id": getattr(scope.get("user"), "id", None) or "-",
@@ -92,5 +93,5 @@ def _log_access(scope: Scope, status: int, started: float) -> None:
 def _incoming_request_id(scope: Scope) -> str | None:
     for key, value in scope["headers"]:
         if key == REQUEST_ID_HEADER:
-            return value.decode() if _SANE_REQUEST_ID.match(value) else None
+            return value.decode() if _SANE_REQUEST_ID.fullmatch(value) else None
     return None
