@@ -8,6 +8,7 @@ loops.py), so engines and Redis clients are made once and reused, and nothing is
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
@@ -32,7 +33,20 @@ def run_async_task(function: Callable[..., Coroutine[Any, Any, R]], args: Any, k
         # Run synchronously by async code (a task sent by an eager task, or a task called
         # directly): that code's loop waits for this call, so the task needs a loop of its own.
         return run_on_a_new_loop(lambda: _in_session_scope(function, args, kwargs))
-    return thread_loop().run_until_complete(_in_session_scope(function, args, kwargs))
+    return _run_to_the_end(thread_loop(), _in_session_scope(function, args, kwargs))
+
+
+def _run_to_the_end(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, R]) -> R:
+    task = loop.create_task(coroutine)
+    try:
+        return loop.run_until_complete(task)
+    except BaseException:
+        # Raised from outside the task (Celery's soft time limit arrives as a signal while the
+        # loop waits): cancelled and awaited here, or it would resume in the next task's run.
+        if not task.done():
+            task.cancel()
+            loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        raise
 
 
 def async_task(

@@ -85,3 +85,16 @@ async def survive_worker_loss(counter_key: str) -> int:
 async def fail(message: str) -> None:
     """Raises: a task that goes wrong."""
     raise RuntimeError(message)
+
+
+@async_task(name="tests.outlive_soft_limit", soft_time_limit=0.5)
+async def outlive_soft_limit(counter_key: str) -> None:
+    """Sleeps past its soft time limit, then counts in Redis: it must never get that far."""
+    from redis.asyncio import Redis
+
+    from core.config import config
+
+    await asyncio.sleep(1.5)
+    assert config.REDIS_URL is not None
+    async with Redis.from_url(config.REDIS_URL) as redis:
+        await redis.incr(counter_key)

@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+import redis
 from anyio import to_thread
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.result import AsyncResult
 from httpx import AsyncClient
 
@@ -138,6 +140,20 @@ async def test_two_hundred_async_runs_in_one_worker_process(worker: Worker) -> N
     assert all(isinstance(count, int) for count in results)
     assert "attached to a different loop" not in worker.log()
     assert "Traceback" not in worker.log()
+
+
+async def test_a_task_past_its_soft_time_limit_stops_and_never_resumes(
+    worker: Worker, stack: ServerStack
+) -> None:
+    counter = f"soft-limit-{uuid.uuid4().hex}"
+
+    cut_short = await worker_tasks.outlive_soft_limit.adelay(counter)
+    with pytest.raises(SoftTimeLimitExceeded):
+        await result_of(cut_short)
+    # The worker's next runs share its event loop: the cut-short coroutine must not go on there.
+    assert await result_of(await worker_tasks.nap.adelay(2.0)) == 2.0
+
+    assert redis.Redis.from_url(stack.redis.url_for(0)).get(counter) is None
 
 
 async def test_a_task_sent_in_a_transaction_is_published_after_the_commit(
