@@ -107,7 +107,8 @@ class AuthService:
     async def forgot_password(self, email: str, client_address: str) -> None:
         """The same work whether or not `email` has an account: the worker finds out."""
         await self.throttle.reserve("forgot_password", email, client_address)
-        await send_password_reset.adelay(email)
+        if await self.throttle.may_mail("forgot_password", email):
+            await send_password_reset.adelay(email)
 
     async def logout_all(self, user_id: int) -> None:
         """Every session of the user ends, this one too."""

@@ -5,7 +5,9 @@
   parallel guesses cannot slip past while the slow hash runs.
 - Per address: `address_limit` failures on any accounts in the window, then the address waits.
 - Other actions (`reserve("register", ...)`, "forgot_password", ...): `action_limit` per
-  account and `address_limit` per address in the window.
+  account and address, and `address_limit` per address, in the window. Per account from
+  anywhere, `may_mail` caps the mail one person gets; past it the request is answered as usual
+  but sends nothing: refusing would let anyone lock the owner out of their own recovery.
 - Per account: past `account_free_failures` failures from anywhere in the window, an address
   that already failed on the account waits 2, 4, 8 ... seconds (up to `max_delay_seconds`)
   after the account's latest failure before its next attempt.
@@ -37,7 +39,8 @@ class LoginThrottle:
     ) -> None:
         self.pair = RateLimitItemPerSecond(pair_limit, window_seconds)
         self.address_failures = RateLimitItemPerSecond(address_limit, window_seconds)
-        self.action_per_account = RateLimitItemPerSecond(action_limit, window_seconds)
+        self.action_per_pair = RateLimitItemPerSecond(action_limit, window_seconds)
+        self.mail_per_account = RateLimitItemPerSecond(4 * action_limit, window_seconds)
         self.action_per_address = RateLimitItemPerSecond(address_limit, window_seconds)
         # Counted up to where the delay stops growing; more would cost memory for nothing.
         self.account_failures = RateLimitItemPerSecond(
@@ -80,17 +83,24 @@ class LoginThrottle:
             raise TooManyLoginAttemptsException(retry_after=pair.reset_in)
 
     async def reserve(self, action: str, email: str, address: str) -> None:
-        """Count one `action` ("register", "forgot_password", ...) for the account and for the
-        address; past either limit within the window, 429 with Retry-After."""
+        """Count one `action` ("register", "forgot_password", ...) for the account from this
+        address and for the address; past either limit within the window, 429 with Retry-After."""
+        address = caller_address(address)
         hits = [
-            await rate_limiter.hit(self.action_per_account, action, self._account(email)),
-            await rate_limiter.hit(self.action_per_address, action, caller_address(address)),
+            await rate_limiter.hit(self.action_per_pair, action, self._account(email), address),
+            await rate_limiter.hit(self.action_per_address, action, address),
         ]
         if refused := [hit for hit in hits if not hit.allowed]:
             raise TooManyLoginAttemptsException(
                 "Too many requests of this kind; wait before trying again.",
                 retry_after=max(hit.reset_in for hit in refused),
             )
+
+    async def may_mail(self, action: str, email: str) -> bool:
+        """Count one mail of `action` to the account, from anywhere; False past the cap."""
+        return (
+            await rate_limiter.hit(self.mail_per_account, f"{action}-mail", self._account(email))
+        ).allowed
 
     async def record_failure(self, email: str, address: str) -> None:
         account = self._account(email)

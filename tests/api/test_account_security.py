@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from httpx import AsyncClient
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy.pool import QueuePool
 
 from core.db import databases
@@ -129,6 +130,24 @@ async def test_forgot_password_is_throttled_alike_for_known_and_unknown(
             for _ in range(6)
         ]
         assert statuses == [202] * 5 + [429]
+
+
+async def test_requests_from_elsewhere_never_keep_the_owner_from_a_reset(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    account = await signed_up(client)
+    forgot = {"email": account.email}
+    elsewhere = ASGITransport(app=app, client=("198.51.100.23", 4000))
+    async with AsyncClient(transport=elsewhere, base_url="http://test") as attacker:
+        theirs = [
+            (await attacker.post("/api/v1/auth/forgot-password", json=forgot)).status_code
+            for _ in range(6)
+        ]
+
+    mine = await client.post("/api/v1/auth/forgot-password", json=forgot)
+
+    assert theirs == [202] * 5 + [429]
+    assert mine.status_code == 202
 
 
 async def test_resend_is_throttled(client: AsyncClient) -> None:
