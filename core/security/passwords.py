@@ -23,15 +23,17 @@ BCRYPT_MAX_BYTES = 72
 
 def _verify(password: str, password_hash: str) -> tuple[bool, str | None]:
     secret: str | bytes = password
-    if _context.identify(password_hash) == "bcrypt":
+    cut = _context.identify(password_hash) == "bcrypt" and len(password.encode()) > BCRYPT_MAX_BYTES
+    if cut:
         secret = password.encode()[:BCRYPT_MAX_BYTES]
     try:
         valid = bool(_context.verify(secret, password_hash))
     except ValueError:
         return False, None  # an unrecognised stored hash: not a match
-    if not valid or not _context.needs_update(password_hash):
+    if not valid or cut or not _context.needs_update(password_hash):
+        # A password longer than bcrypt read stays on bcrypt: a typo past byte 72 passed the
+        # check, and re-hashing the whole of it would make the typo the password.
         return valid, None
-    # Of the whole password, whatever the old scheme read of it.
     return True, _context.hash(password)
 
 
