@@ -1,6 +1,6 @@
 """Text checks for request schemas: `PlainText` for free text people see (one printable line),
 `MultilineText` for the same in paragraphs (tabs and line breaks allowed), `EncodableText` for
-values only hashed or compared (anything that can be encoded as UTF-8)."""
+values only hashed or compared, such as passwords (any UTF-8 but control characters)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Controls (PostgreSQL cannot store NUL), line breakers and bidi overrides, which make displayed
 # text differ from stored text (CVE-2021-42574); the marks U+200E, U+200F, U+061C only set a
 # direction, and names mixing scripts with digits need them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _REFUSED = (
-    ("a control character", re.compile("[\x00-\x1f\x7f-\x9f]")),
+    ("a control character", _CONTROL),
     ("a line separator", re.compile("[\u2028\u2029]")),
     ("a bidirectional formatting character", re.compile("[\u202a-\u202e\u2066-\u2069]")),
     ("a lone surrogate (not valid Unicode)", _LONE_SURROGATE),
@@ -48,6 +49,7 @@ def encodable_text(value: Any) -> Any:
     # Before the field's own check, whose message could echo the character (email addresses).
     if isinstance(value, str):
         _refuse(value, "a lone surrogate (not valid Unicode)", _LONE_SURROGATE)
+        _refuse(value, "a control character", _CONTROL)
     return value
 
 

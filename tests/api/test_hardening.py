@@ -161,6 +161,22 @@ async def test_a_lone_surrogate_in_a_login_password_is_a_422(client: AsyncClient
     assert response.json()["errors"][0]["loc"] == ["body", "password"]
 
 
+@pytest.mark.parametrize("character", ["\x00", "\n", "\x1b", "\x85"])
+async def test_a_control_character_in_a_password_is_a_422_before_any_hashing(
+    client: AsyncClient, stack: ServerStack, character: str
+) -> None:
+    body = registration(password=f"correct{character}horse battery")
+
+    created = await client.post("/api/v1/users", json=body)
+    login_attempt = await login(client, body["email"], body["password"])
+
+    assert created.status_code == 422, created.text
+    assert created.json()["errors"][0]["loc"] == ["body", "password"]
+    assert f"U+{ord(character):04X}" in created.json()["errors"][0]["msg"]
+    assert user_rows(stack, body["email"]) == "0"
+    assert login_attempt.status_code == 422
+
+
 async def test_passwords_may_hold_any_printable_text(client: AsyncClient) -> None:
     password = "\u202e p\u00e4ss \U0001f511 w\u00f6rd \u05d0"
     created = await client.post("/api/v1/users", json=registration(password=password))
