@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 from starlette.responses import Response
 
 from celery_task import celery_app
@@ -19,7 +20,7 @@ router = APIRouter(tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
-CheckState = Literal["ok", "down", "degraded"]
+CheckState = Literal["ok", "down", "degraded", "busy"]
 
 
 class Liveness(BaseModel):
@@ -62,6 +63,15 @@ async def _check(probe: Awaitable[CheckState]) -> str:
         return f"down: {type(error).__name__}"
 
 
+async def _database_check(probe: Awaitable[CheckState], engine: AsyncEngine) -> str:
+    state = await _check(probe)
+    pool = engine.pool
+    # Every pooled connection was serving a request the whole time: busy, not down (a probe
+    # that pulled the process out of rotation at its peak would turn load into an outage).
+    busy = isinstance(pool, QueuePool) and pool.checkedout() >= pool.size()
+    return "busy" if state == "down: TimeoutError" and busy else state
+
+
 async def _cache_state() -> CheckState:
     await Cache.backend.get("ready:probe")
     return "ok"
@@ -77,17 +87,25 @@ async def _broker_state() -> CheckState:
     return "ok"
 
 
+async def _ok() -> str:
+    return "ok"
+
+
 @router.get("/ready", response_model=Readiness)
 async def ready(response: Response) -> Readiness:
     """Readiness: 503 when the writer is down; a reader, cache or broker outage degrades."""
-    checks = {"writer": await _check(_writer_state(databases.writer))}
-    if databases.has_separate_reader:
-        checks["reader"] = await _check(_reader_state(databases.reader))
-    else:
-        checks["reader"] = "ok" if checks["writer"] == "ok" else checks["writer"]
-    checks["cache"] = await _check(_cache_state())
-    checks["broker"] = await _check(_broker_state())
-    if checks["writer"] != "ok":
+    writer, reader = databases.writer, databases.reader
+    # At once, so the answer takes one check's time at most.
+    states = await asyncio.gather(
+        _database_check(_writer_state(writer), writer),
+        _database_check(_reader_state(reader), reader) if databases.has_separate_reader else _ok(),
+        _check(_cache_state()),
+        _check(_broker_state()),
+    )
+    checks = dict(zip(("writer", "reader", "cache", "broker"), states, strict=True))
+    if not databases.has_separate_reader:
+        checks["reader"] = checks["writer"]
+    if checks["writer"] not in ("ok", "busy"):
         response.status_code = 503
         return Readiness(status="unavailable", checks=checks)
     degraded = any(state != "ok" for state in checks.values())

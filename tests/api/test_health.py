@@ -37,3 +37,24 @@ async def test_a_request_that_needs_no_database_opens_no_connection(client: Asyn
 
     pools = {databases.writer.pool, databases.reader.pool}
     assert sum(pool.checkedin() + pool.checkedout() for pool in pools) == 0  # type: ignore[attr-defined]
+
+
+async def test_a_writer_busy_with_requests_is_busy_not_down(client: AsyncClient) -> None:
+    from contextlib import AsyncExitStack
+
+    from sqlalchemy.pool import QueuePool
+
+    from core.db import databases
+
+    pool = databases.writer.pool
+    assert isinstance(pool, QueuePool)
+    async with AsyncExitStack() as held:
+        # Every pooled writer connection taken, as by requests running long statements.
+        for _ in range(pool.size()):
+            await held.enter_async_context(databases.writer.connect())
+        response = await client.get("/ready")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "degraded"
+    assert response.json()["checks"]["writer"] == "busy"
+    assert (await client.get("/ready")).json()["checks"]["writer"] == "ok"
