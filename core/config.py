@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     CELERY_BROKER_URL: str | None = None
     CELERY_BACKEND_URL: str | None = None
     CELERY_TASK_ALWAYS_EAGER: bool | None = None
-    FLOWER_BASIC_AUTH: str | None = None
+    # user:password[,user:password...]: Flower splits the value at commas, so none in a password.
+    FLOWER_BASIC_AUTH: str | None = Field(default=None, pattern=r"^[^:,]+:[^,]+(,[^:,]+:[^,]+)*$")
 
     READ_YOUR_WRITES_SECONDS: float = Field(default=2.0, ge=0)
     # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated). "*" believes any

@@ -389,3 +389,10 @@ def test_dev_sends_tasks_where_the_compose_workers_listen() -> None:
     assert Settings(ENV="dev", REDIS_URL="redis://elsewhere:6379/0").CELERY_BROKER_URL == (
         "redis://elsewhere:6379/0"
     )
+
+
+def test_flower_credentials_are_refused_where_flower_would_read_other_ones() -> None:
+    # Flower splits the value at commas: "admin:pa,ss" would be a user "admin:pa" and "ss".
+    with pytest.raises(ValidationError, match="FLOWER_BASIC_AUTH"):
+        Settings(ENV="local", FLOWER_BASIC_AUTH="admin:pa,ss")
+    assert Settings(ENV="local", FLOWER_BASIC_AUTH="a:b,c:d").FLOWER_BASIC_AUTH == "a:b,c:d"
