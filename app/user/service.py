@@ -111,7 +111,6 @@ class UserService:
             # Every token of the user dies with the old password.
             values |= {"password_hash": new_hash, "token_version": User.token_version + 1}
             await forget_auth_state(user_id)
-            await EmailTokenRepository().revoke(user_id, *CREDENTIAL_LINKS)
         if not values:
             # Nothing to write here (an email change only mails), but If-Match must hold until
             # the transaction ends, as the UPDATE's WHERE holds it otherwise.
@@ -122,6 +121,10 @@ class UserService:
             # No row matched: either there is no such user or If-Match named an old version.
             await self.current(user_id, versions=None)
             raise PreconditionFailedException()
+        if new_hash is not None:
+            # After the UPDATE, which waits for a reset mail being issued under the user's lock:
+            # its token is committed by then, so this revokes it too.
+            await EmailTokenRepository().revoke(user_id, *CREDENTIAL_LINKS)
         await self.forget_cached(user_id)
         return UserRead.model_validate(row)
 

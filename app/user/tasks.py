@@ -61,8 +61,11 @@ async def send_password_reset(email: str) -> Outcome:
 
 @Transactional()
 async def _mail_password_reset(email: str) -> Outcome:
-    user = await UserRepository().get_by_email(email)
-    if user is None:
+    repository = UserRepository()
+    user = await repository.get_by_email(email)
+    # Locked, and still at `email`: an address change committing meanwhile either waits for
+    # this token and revokes it, or has moved the account away from this mailbox.
+    if user is None or (user := await repository.lock(user.id)) is None or user.email != email:
         return {"status": "skipped"}
     token = await EmailTokenRepository().issue(user.id, Purpose.RESET_PASSWORD)
     await mail_link(user.email, "reset_password", user.nickname, "/reset-password", token)
