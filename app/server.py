@@ -62,6 +62,9 @@ def _middleware() -> list[Middleware]:
             allow_headers=["*"],
         )
         middleware.append(cors)
+    # Right inside those two: an error anywhere further in (basic auth, metrics, the body
+    # limit, a route) is answered as a problem document with the id and the headers.
+    middleware.append(Middleware(UnhandledErrorMiddleware))
     if config.DOCS_ENABLED and config.DOCS_BASIC_AUTH:
         docs = ["/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"]
         middleware.append(
@@ -83,7 +86,6 @@ def _middleware() -> list[Middleware]:
     return [
         *middleware,
         Middleware(BodyLimitMiddleware, max_bytes=config.MAX_BODY_BYTES),
-        Middleware(UnhandledErrorMiddleware),
         Middleware(SQLAlchemyMiddleware),
         Middleware(AuthenticationMiddleware, load_state=load_auth_state),
     ]

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import signal
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -223,3 +224,21 @@ async def test_the_dashboard_asks_for_families_the_api_exports(client: AsyncClie
     }
     assert ours, asked
     assert ours <= exported, ours - exported
+
+
+async def test_a_failing_metrics_page_is_a_problem_500_with_the_request_id(
+    app: FastAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's metrics file cut short (its disk filled up, say): reading it fails.
+    used, key_length = struct.pack("i", 64), struct.pack("i", 40)
+    (tmp_path / "counter_12345.db").write_bytes(used + bytes(4) + key_length + b"x" * 52)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    transport = ASGITransport(app=app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/metrics", headers={"X-Request-ID": "metrics-500"})
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["error_code"] == "INTERNAL_SERVER_ERROR"
+    assert response.headers["x-request-id"] == "metrics-500"
+    assert response.headers["x-content-type-options"] == "nosniff"
