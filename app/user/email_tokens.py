@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 
 from app.mail import frontend_link, queue_mail
 from app.user.models import EmailToken, User
@@ -99,6 +99,10 @@ class EmailTokenRepository:
         )
         row = (await session.execute(statement)).one_or_none()
         return None if row is None else UsedToken(*row)
+
+    async def delete(self, token: str) -> None:
+        """Forget a token as if never issued (its link was never sent)."""
+        await session.execute(delete(EmailToken).where(EmailToken.token_hash == _digest(token)))
 
     async def revoke(self, user_id: int, *purposes: Purpose) -> None:
         """End the user's unused tokens (of `purposes`; none given: all): a link mailed before

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from app.user.email_tokens import EmailTokenRepository, Purpose, mail_link
 from app.user.repository import UserRepository
-from celery_task import async_task, run_every
+from celery_task import BrokerUnavailableException, async_task, run_every
 from core.db import Transactional, use_writer
 from core.db.base import utcnow
 
@@ -22,17 +22,31 @@ async def send_verification_email(user_id: int) -> Outcome:
     """Issue a verification token and mail its link (the mail goes out on queue `mail`)."""
     # Sent right after the user was committed: the replica may not have the row yet.
     use_writer()
-    return await _mail_verification(user_id)
+    if (issued := await _issue_verification(user_id)) is None:
+        return {"user_id": user_id, "status": "skipped"}
+    email, nickname, token = issued
+    try:
+        await mail_link(email, "verify_email", nickname, "/verify-email", token)
+    except BrokerUnavailableException:
+        # The link never left: without its token the account is "never mailed" again, and the
+        # catch-up below sends it one.
+        await _withdraw(token)
+        raise
+    return {"user_id": user_id, "status": "sent"}
 
 
 @Transactional()
-async def _mail_verification(user_id: int) -> Outcome:
+async def _issue_verification(user_id: int) -> tuple[str, str, str] | None:
     user = await UserRepository().get(user_id)
     if user is None or user.is_verified:
-        return {"user_id": user_id, "status": "skipped"}
+        return None
     token = await EmailTokenRepository().issue(user_id, Purpose.VERIFY_EMAIL)
-    await mail_link(user.email, "verify_email", user.nickname, "/verify-email", token)
-    return {"user_id": user_id, "status": "sent"}
+    return user.email, user.nickname, token
+
+
+@Transactional()
+async def _withdraw(token: str) -> None:
+    await EmailTokenRepository().delete(token)
 
 
 @async_task(name=CATCH_UP_TASK)

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from anyio import to_thread
@@ -132,3 +133,33 @@ async def test_a_task_status_read_while_redis_is_out_gets_503_in_time(
     )
 
     assert_broker_unavailable(response.json(), response.status_code)
+
+
+async def test_a_verification_link_the_worker_could_not_queue_is_left_to_the_catch_up(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    from app.user.email_tokens import EmailTokenRepository
+    from app.user.tasks import send_verification_email
+    from celery_task import BrokerUnavailableException
+    from core.db import session_scope
+    from core.db.base import utcnow
+
+    created = await client.post("/api/v1/users", json=registration())
+    user_id = created.json()["id"]
+    outage = RedisOutage(stack, "stopped")
+    outage.begin()
+    try:
+        # The task's own body, as a worker runs it, with the broker gone after it was received.
+        with pytest.raises(BrokerUnavailableException):
+            await to_thread.run_sync(send_verification_email.run, user_id)
+    finally:
+        await outage.end(client)
+
+    # Its token was issued and committed, then withdrawn: the account is "never mailed" again.
+    tokens = stack.primary.psql(f"SELECT count(*) FROM email_tokens WHERE user_id = {user_id}")
+    assert tokens == "0"
+    async with session_scope():
+        missed = await EmailTokenRepository().never_verified_nor_mailed(
+            utcnow() - timedelta(days=1), utcnow() + timedelta(minutes=1)
+        )
+    assert user_id in missed
