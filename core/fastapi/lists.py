@@ -13,7 +13,6 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi import Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,7 +25,7 @@ from pydantic import (
 from sqlalchemy import BigInteger, ColumnElement, Select, TypeDecorator, and_, func, or_, select
 
 from core.db import session
-from core.exceptions import BadRequestException
+from core.exceptions import BadRequestException, invalid_field
 from core.helpers.validators import PlainText
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,12 +84,6 @@ def _in_utc_range(value: datetime) -> datetime:
         raise ValueError("is out of range once in UTC") from error
 
 
-def _invalid(parameter: str, message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": ("query", parameter), "msg": message, "type": "value_error"}]
-    )
-
-
 class ListSpec:
     def __init__(self, fields: Mapping[str, ListField], *, key: str, default_sort: str) -> None:
         unknown = {op for f in fields.values() for op in f.filters} - set(CLAUSES)
@@ -134,9 +127,11 @@ class ListSpec:
             name = item.removeprefix("-")
             if name not in self.fields or not self.fields[name].sort:
                 sortable = ", ".join(n for n, f in self.fields.items() if f.sort)
-                raise _invalid("sort", f"cannot sort by {item!r}; sortable: {sortable}")
+                raise invalid_field(
+                    ("query", "sort"), f"cannot sort by {item!r}; sortable: {sortable}"
+                )
             if name in (s.removeprefix("-") for s in sort):
-                raise _invalid("sort", f"{name!r} appears twice")
+                raise invalid_field(("query", "sort"), f"{name!r} appears twice")
             sort.append(item)
         if self.key not in (s.removeprefix("-") for s in sort):
             sort.append(self.key)  # the tie-breaker makes the order total
@@ -147,11 +142,11 @@ class ListSpec:
             return raw  # validated by the parameters model
         values = [part.strip() for part in raw.split(",")]
         if len(values) > MAX_IN_VALUES:
-            raise _invalid(parameter, f"at most {MAX_IN_VALUES} values")
+            raise invalid_field(("query", parameter), f"at most {MAX_IN_VALUES} values")
         try:
             return tuple(self.adapters[name].validate_python(value) for value in values)
         except ValidationError as error:
-            raise _invalid(parameter, error.errors()[0]["msg"]) from error
+            raise invalid_field(("query", parameter), error.errors()[0]["msg"]) from error
 
     def encode_cursor(self, sort: tuple[str, ...], values: Sequence[Any]) -> str:
         raw = orjson.dumps([",".join(sort), list(values)])
@@ -205,7 +200,7 @@ class ListSpec:
         async def list_query(parameters: Any) -> ListQuery:
             values = parameters.model_dump()
             if values["cursor"] is not None and values["page"] is not None:
-                raise _invalid("page", "send either cursor or page, not both")
+                raise invalid_field(("query", "page"), "send either cursor or page, not both")
             sort = self._parse_sort(values["sort"]) if values["sort"] else self.default_sort
             after = self.decode_cursor(values["cursor"], sort) if values["cursor"] else None
             filters = tuple(
