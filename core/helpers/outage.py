@@ -13,12 +13,11 @@ class Outage:
     tries it (`trying`) until one gets through: a dependency still hung costs one caller its
     timeout, not every caller in flight."""
 
-    __slots__ = ("_probing", "_until", "_was_down", "seconds")
+    __slots__ = ("_probing", "_until", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._until = 0.0
-        self._was_down = False
+        self._until = 0.0  # 0: no failure since the last use that got through
         self._probing = False
 
     @property
@@ -27,19 +26,18 @@ class Outage:
         return self._probing or time.monotonic() < self._until
 
     def begin(self) -> None:
-        self._was_down = True
         self._until = time.monotonic() + self.seconds
 
     @contextmanager
     def trying(self) -> Iterator[None]:
         """Around one use of the dependency: after a failure, the others skip it meanwhile;
         leaving without an error ends the outage."""
-        probe = self._was_down and not self._probing
+        probe = self._until > 0 and not self._probing
         if probe:
             self._probing = True
         try:
             yield
-            self._was_down = False
+            self._until = 0.0
         finally:
             if probe:
                 self._probing = False
