@@ -26,9 +26,9 @@ from core.exceptions import (
     UnprocessableEntityException,
     invalid_field,
 )
+from core.fastapi.dependencies.rate_limit import request_address
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError, bounded
-from core.helpers.rate_limiter import caller_address
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ class Idempotent:
         fingerprint = hmac.new(secret, await self.request.body(), hashlib.sha256).hexdigest()
         # From the scope: Starlette's `request.user` refuses apps without an auth middleware.
         user_id = getattr(self.request.scope.get("user"), "id", None)
-        host = self.request.client.host if self.request.client else "unknown"
-        # Addresses as the rate limits count them: one IPv6 /64 is one caller.
-        caller = f"user:{user_id}" if user_id else f"ip:{caller_address(host)}"
+        caller = f"user:{user_id}" if user_id else f"ip:{request_address(self.request)}"
         name = hashlib.sha256(f"{self.request.url.path} {caller} {self.key}".encode()).hexdigest()
         store = f"idempotency:{name}"
         running = orjson.dumps({"fingerprint": fingerprint})

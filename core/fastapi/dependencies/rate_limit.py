@@ -46,8 +46,8 @@ class RateLimit:
             tier, caller = user.tier or config.DEFAULT_TIER, f"user:{user.id}"
             limits = user.rate_limits
         else:
-            address = caller_address(request.client.host) if request.client else "unknown"
-            tier, caller = config.RATE_LIMIT_ANONYMOUS_TIER, f"address:{address}"
+            tier = config.RATE_LIMIT_ANONYMOUS_TIER
+            caller = f"address:{request_address(request)}"
             limits = await _tier_limits(tier)
         policy, item = self._policy(tier, path, limits)
         # Per route: PATCH and DELETE of one path template do not share a count.
@@ -64,6 +64,11 @@ class RateLimit:
             if limited == path:
                 return tier, RateLimitItemPerSecond(requests, seconds)
         return "default", self.limit or _parse(config.RATE_LIMIT_DEFAULT)
+
+
+def request_address(request: Request) -> str:
+    """The client's address as limits count it (one IPv6 /64 is one caller)."""
+    return caller_address(request.client.host) if request.client else "unknown"
 
 
 def is_rate_limited(route: Any) -> bool:
