@@ -55,20 +55,24 @@ class AuthService:
     async def login(
         self, data: LoginRequest, client_address: str, user_agent: str | None = None
     ) -> TokenPair:
-        await self.throttle.reserve_attempt(data.email, client_address)
-        # Read on the writer (a replica may not have the account yet), in a session that is
-        # closed again before the slow password check.
-        credentials = await user_service.credentials(data.email)
-        # An unknown email costs the same hash verification as a wrong password, so the
-        # response time does not tell which one it was.
-        stored_hash = (
-            credentials.password_hash if credentials else await self._dummy_password_hash()
-        )
-        valid, upgraded_hash = await verify_password(data.password, stored_hash)
+        attempt = await self.throttle.reserve_attempt(data.email, client_address)
+        try:
+            # Read on the writer (a replica may not have the account yet), in a session that
+            # is closed again before the slow password check.
+            credentials = await user_service.credentials(data.email)
+            # An unknown email costs the same hash verification as a wrong password, so the
+            # response time does not tell which one it was.
+            stored_hash = (
+                credentials.password_hash if credentials else await self._dummy_password_hash()
+            )
+            valid, upgraded_hash = await verify_password(data.password, stored_hash)
+        except Exception:
+            await self.throttle.withdraw(attempt)
+            raise
         if credentials is None or not valid:
-            await self.throttle.record_failure(data.email, client_address)
+            await self.throttle.record_failure(attempt)
             raise InvalidCredentialsException()
-        await self.throttle.record_success(data.email, client_address)
+        await self.throttle.record_success(attempt)
         if config.EMAIL_VERIFICATION_REQUIRED and not credentials.is_verified:
             raise EmailNotVerifiedException()
         if upgraded_hash is not None:
@@ -133,12 +137,12 @@ class AuthService:
         async with session_scope():
             use_writer()
             user = await user_service.get(user_id)
-        await self.throttle.reserve_attempt(user.email, address)
+        attempt = await self.throttle.reserve_attempt(user.email, address)
         valid, _ = await verify_password(password, user.password_hash)
         if not valid:
-            await self.throttle.record_failure(user.email, address)
+            await self.throttle.record_failure(attempt)
             raise WrongCurrentPasswordException()
-        await self.throttle.record_success(user.email, address)
+        await self.throttle.record_success(attempt)
 
     @Transactional()
     async def _start_session(

@@ -4,6 +4,7 @@
   address waits for that account. Attempts are counted before the password is checked, so
   parallel guesses cannot slip past while the slow hash runs.
 - Per address: `address_limit` failures on any accounts in the window, then the address waits.
+  Each attempt counts as a failure until it is known to be none, for the same reason.
 - Other actions (`reserve("register", ...)`, "forgot_password", ...): `action_limit` per
   account and address, and `address_limit` per address, in the window. Per account from
   anywhere, `may_mail` caps the mail one person gets; past it the request is answered as usual
@@ -19,11 +20,22 @@ address without failures on the account is not delayed, and a success clears its
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 
 from app.auth.exceptions import TooManyLoginAttemptsException
-from core.helpers.rate_limiter import caller_address, rate_limiter
+from core.helpers.rate_limiter import Hit, caller_address, rate_limiter
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """One password check, counted: what a success or a failure then settles."""
+
+    account: str
+    address: str
+    pair: Hit
+    as_failure: Hit
 
 
 class LoginThrottle:
@@ -61,7 +73,7 @@ class LoginThrottle:
             return None
         return RateLimitItemPerSecond(1, min(2**excess, self.max_delay_seconds))
 
-    async def reserve_attempt(self, email: str, address: str) -> None:
+    async def reserve_attempt(self, email: str, address: str) -> LoginAttempt:
         """Count this attempt; raise 429 with Retry-After while the address, the pair or the
         account's delay says wait."""
         account, address = self._account(email), caller_address(address)
@@ -81,6 +93,17 @@ class LoginThrottle:
         pair = await rate_limiter.hit(self.pair, "login-pair", account, address)
         if not pair.allowed:
             raise TooManyLoginAttemptsException(retry_after=pair.reset_in)
+        as_failure = await rate_limiter.hit(self.address_failures, "login-address", address)
+        if not as_failure.allowed:
+            # Lost a race with parallel attempts: this one was never made.
+            await rate_limiter.take_back(self.pair, pair)
+            raise TooManyLoginAttemptsException(retry_after=as_failure.reset_in)
+        return LoginAttempt(account, address, pair, as_failure)
+
+    async def withdraw(self, attempt: LoginAttempt) -> None:
+        """The check could not be made (a dependency failed): the attempt does not count."""
+        await rate_limiter.take_back(self.pair, attempt.pair)
+        await rate_limiter.take_back(self.address_failures, attempt.as_failure)
 
     async def reserve(self, action: str, email: str, address: str) -> None:
         """Count one `action` ("register", "forgot_password", ...) for the account from this
@@ -102,19 +125,16 @@ class LoginThrottle:
             await rate_limiter.hit(self.mail_per_account, f"{action}-mail", self._account(email))
         ).allowed
 
-    async def record_failure(self, email: str, address: str) -> None:
-        account = self._account(email)
-        await rate_limiter.hit(self.address_failures, "login-address", caller_address(address))
-        failures = await rate_limiter.hit(self.account_failures, "login-account", account)
+    async def record_failure(self, attempt: LoginAttempt) -> None:
+        failures = await rate_limiter.hit(self.account_failures, "login-account", attempt.account)
         delay = self._delay(self.account_failures.amount - failures.remaining)
         if delay is not None:
-            await rate_limiter.hit(delay, "login-delay", account)
+            await rate_limiter.hit(delay, "login-delay", attempt.account)
 
-    async def record_success(self, email: str, address: str | None = None) -> None:
-        account = self._account(email)
-        await rate_limiter.clear(self.account_failures, "login-account", account)
-        if address is not None:
-            await rate_limiter.clear(self.pair, "login-pair", account, caller_address(address))
+    async def record_success(self, attempt: LoginAttempt) -> None:
+        await rate_limiter.take_back(self.address_failures, attempt.as_failure)
+        await rate_limiter.clear(self.account_failures, "login-account", attempt.account)
+        await rate_limiter.clear(self.pair, "login-pair", attempt.account, attempt.address)
 
 
 login_throttle = LoginThrottle()

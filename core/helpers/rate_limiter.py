@@ -26,8 +26,8 @@ from core.helpers.cache.redis_backend import RedisBackend
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: a sorted set of the window's hits (µs). ARGV: limit, window (µs), 1 to count or 0 to
-# look. Returns (fits, hits in the window, µs until the oldest leaves it); `local` in
-# RateLimiter._count mirrors it.
+# look. Returns (fits, hits in the window, µs until the oldest leaves it, the hit counted or "");
+# `local` in RateLimiter._count mirrors it.
 _SLIDING_WINDOW = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
@@ -35,13 +35,15 @@ local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local hits = redis.call('ZCARD', KEYS[1])
 local allowed = hits < limit
+local counted = ''
 if allowed and ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[1], now, string.format('%.0f:%d', now, hits))
+  counted = string.format('%.0f:%d', now, hits)
+  redis.call('ZADD', KEYS[1], now, counted)
   redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
   hits = hits + 1
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
-return {allowed and 1 or 0, hits, oldest and (oldest + window - now) or 0}
+return {allowed and 1 or 0, hits, oldest and (oldest + window - now) or 0, counted}
 """
 
 
@@ -49,6 +51,8 @@ class Hit(NamedTuple):
     allowed: bool
     remaining: int
     reset_in: int  # seconds until the oldest hit leaves the window: a refused caller's wait
+    key: str = ""
+    counted: str = ""  # the hit this call counted, for `take_back`; "" if none
 
 
 def caller_address(host: str) -> str:
@@ -103,23 +107,30 @@ class RateLimiter:
         key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
         args = [item.amount, window, int(count)]
 
-        async def local() -> tuple[int, int, int]:
+        async def local() -> tuple[int, int, int, str]:
             # The in-memory store never waits, so reading and storing here is atomic.
             now = time.time_ns() // 1000
             stamps = array("q", await self._local.get(key) or b"")
             # Stamps are in order: drop the expired ones in one slice, not one by one.
             stamps = stamps[bisect_right(stamps, now - window) :]
-            allowed = len(stamps) < item.amount
+            allowed, counted = len(stamps) < item.amount, ""
             if allowed and count:
                 stamps.append(now)
+                counted = f"{now}:{len(stamps) - 1}"
                 await self._local.set(key, stamps.tobytes(), window / 1_000_000)
-            return allowed, len(stamps), stamps[0] + window - now if stamps else 0
+            return allowed, len(stamps), stamps[0] + window - now if stamps else 0, counted
 
-        allowed, hits, reset = await self._run(
+        allowed, hits, reset, counted = await self._run(
             lambda redis: redis.register_script(_SLIDING_WINDOW)([key], args), local
         )
-        # Whole seconds, rounded up: a client that waits this long finds room.
-        return Hit(bool(allowed), max(0, item.amount - hits), math.ceil(max(0, reset) / 1_000_000))
+        return Hit(
+            bool(allowed),
+            max(0, item.amount - hits),
+            # Whole seconds, rounded up: a client that waits this long finds room.
+            math.ceil(max(0, reset) / 1_000_000),
+            key,
+            counted.decode() if isinstance(counted, bytes) else counted,
+        )
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Count one request against `item`, unless it is used up; what the headers need."""
@@ -128,6 +139,21 @@ class RateLimiter:
     async def peek(self, item: RateLimitItem, *identifiers: str) -> Hit:
         """Whether `item` has room left, counting nothing."""
         return await self._count(item, identifiers, count=False)
+
+    async def take_back(self, item: RateLimitItem, hit: Hit) -> None:
+        """Remove the one hit `hit` counted against `item`, as if it had never been made."""
+        if not hit.counted:
+            return
+        key, member = hit.key, hit.counted
+        stamp = int(member.partition(":")[0])
+
+        async def local() -> None:
+            stamps = array("q", await self._local.get(key) or b"")
+            if stamp in stamps:
+                stamps.remove(stamp)
+                await self._local.set(key, stamps.tobytes(), item.get_expiry())
+
+        await self._run(lambda redis: redis.zrem(key, member), local)
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         key = _key(item, identifiers)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from tests.helpers import PASSWORD, login, signed_up
+from tests.servers import ServerStack
 
 From = Callable[[str], AbstractAsyncContextManager[AsyncClient]]
 
@@ -62,6 +63,52 @@ async def test_many_addresses_failing_slow_the_account_down_but_a_fresh_address_
     assert delayed.json()["error_code"] == "AUTH__TOO_MANY_ATTEMPTS"
     assert 0 < int(delayed.headers["retry-after"]) <= 300
     assert mine.status_code == 200
+
+
+async def test_parallel_guesses_on_many_accounts_cannot_pass_the_address_limit(
+    client: AsyncClient, from_address: From
+) -> None:
+    owner = await signed_up(client)
+    async with from_address(f"198.51.100.{owner.id % 200 + 20}") as attacker:
+        # All at once: each would find the address clean if counted only after its hash.
+        guesses = await asyncio.gather(
+            *(login(attacker, f"nobody{n}-{owner.id}@example.com", "guess") for n in range(56))
+        )
+        owner_there = await login(attacker, owner.email)
+
+    statuses = sorted(guess.status_code for guess in guesses)
+    assert statuses == [401] * 50 + [429] * 6
+    assert owner_there.status_code == 429
+
+
+async def test_successes_do_not_count_towards_the_address_limit(
+    client: AsyncClient, from_address: From
+) -> None:
+    people = [await signed_up(client) for _ in range(3)]
+    async with from_address(f"203.0.113.{people[0].id % 200 + 20}") as office:
+        # One address (an office behind NAT): far more logins than the failure limit.
+        logins = [(await login(office, people[n % 3].email)).status_code for n in range(55)]
+        typo = await login(office, people[0].email, "typo")
+
+    assert logins == [200] * 55
+    assert typo.status_code == 401
+
+
+async def test_logins_the_database_could_not_check_do_not_count(
+    client: AsyncClient, from_address: From, stack: ServerStack
+) -> None:
+    owner = await signed_up(client)
+    async with from_address(f"203.0.113.{owner.id % 200 + 20}") as home:
+        stack.primary.stop()
+        try:
+            # More tries than the pair's limit, while the account cannot be read.
+            tries = [(await login(home, owner.email)).status_code for _ in range(7)]
+        finally:
+            stack.primary.start()
+        back = await login(home, owner.email)
+
+    assert tries == [503] * 7
+    assert back.status_code == 200
 
 
 async def test_a_success_clears_the_account_and_address_count(client: AsyncClient) -> None:

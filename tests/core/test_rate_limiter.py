@@ -60,3 +60,17 @@ async def test_a_count_lasts_the_whole_window(store: str) -> None:
     assert not (await rate_limiter.hit(item, "route", store)).allowed
     await asyncio.sleep(2.0)
     assert (await rate_limiter.hit(item, "route", store)).allowed
+
+
+async def test_take_back_removes_just_the_hit_it_is_given(store: str) -> None:
+    item = parse("3/minute")
+    first = await rate_limiter.hit(item, "take-back", store)
+    second = await rate_limiter.hit(item, "take-back", store)
+
+    await rate_limiter.take_back(item, first)
+    await rate_limiter.take_back(item, first)  # once only: the other hit stays
+    assert (await rate_limiter.peek(item, "take-back", store)).remaining == 2
+    await rate_limiter.take_back(item, second)
+    refused = [await rate_limiter.hit(item, "take-back", store) for _ in range(4)][-1]
+    await rate_limiter.take_back(item, refused)  # counted nothing, takes nothing back
+    assert not (await rate_limiter.peek(item, "take-back", store)).allowed
