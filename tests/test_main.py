@@ -209,9 +209,18 @@ def wait_until_serving(base_url: str, server: subprocess.Popen[bytes], seconds: 
     raise AssertionError(f"the server did not start within {seconds:.0f} s")
 
 
-def stop(server: subprocess.Popen[bytes]) -> None:
+def stop(server: subprocess.Popen[bytes], log: Path | None = None) -> None:
+    """SIGTERM, as a process manager stops it; a server still running 30 s later is killed and
+    the test fails with the end of its `log`."""
     os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        tail = log.read_text(errors="replace")[-4000:] if log else "(not kept)"
+        message = f"the server ignored SIGTERM for 30 s; its log ends:\n{tail}"
+        raise AssertionError(message) from None
 
 
 @contextlib.contextmanager
@@ -221,17 +230,19 @@ def api_process(**dotenv: str) -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         (Path(workdir) / ".env").write_text("".join(f"{k}={v}\n" for k, v in dotenv.items()))
+        log = Path(workdir) / "server.log"
         server = start_server(
             [str(ROOT / "main.py"), "--env", "test", "--host", "127.0.0.1", "--port", str(port)],
             Path(workdir),
-            {**os.environ, "LOG_LEVEL": "WARNING"},
+            {**os.environ, "LOG_LEVEL": "INFO"},
+            log,
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
             wait_until_serving(base_url, server)
             yield base_url
         finally:
-            stop(server)
+            stop(server, log)
 
 
 def test_a_fresh_clone_serves_at_once_and_persists_across_restarts(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ PG_SERVER_SETTINGS = {"jit": "off", "application_name": "api"}
 IDLE_PING_SECONDS = 0.1
 # How much longer than its own statement timeout a server may take to say it cancelled one.
 SILENT_SERVER_GRACE_SECONDS = 1.0
+# Closing the pools waits this long for the servers' goodbyes; a server that has not answered
+# by then has stopped answering, and waiting on it would only hold up a shutdown.
+CLOSE_SECONDS = 2.0
 
 
 def _is_sqlite(url: URL) -> bool:
@@ -246,10 +249,15 @@ class Databases:
     async def dispose(self) -> None:
         """Close this loop's pooled connections; the next use there builds new engines."""
         pair = self._by_loop.pop(asyncio.get_running_loop(), None)
-        if pair is not None:
-            await pair.writer.dispose()
-            if pair.reader is not pair.writer:
-                await pair.reader.dispose()
+        if pair is None:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await asyncio.gather(*(engine.dispose() for engine in {pair.writer, pair.reader}))
+        except TimeoutError:
+            logger.warning(
+                "database connections did not close within %s s; dropped unclosed", CLOSE_SECONDS
+            )
 
     def forget_inherited(self) -> None:
         """In a forked child: drop the parent's engines without touching their sockets."""

@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 
-from core.db import databases, session, session_scope
+from core.db import databases, session, session_scope, use_writer
 from core.helpers.cache import Cache
 from core.helpers.outage import Outage
 from tests.helpers import registration, signed_up
@@ -251,3 +251,29 @@ async def test_a_database_host_that_cannot_be_reached_is_a_503(
 
     assert response.status_code == 503
     assert response.json()["error_code"] == "DATABASE_UNAVAILABLE"
+
+
+async def test_closing_the_pools_does_not_wait_on_a_server_that_stopped_answering(
+    stack: ServerStack, settings: Callable[..., None], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shutdown while the primary hangs: each pooled connection's goodbye would wait for an
+    answer that never comes (up to the command timeout, one connection after another)."""
+    settings(DB_COMMAND_TIMEOUT=60)
+    await databases.dispose()
+    async with session_scope():
+        await session.scalar(select(1))
+        use_writer()
+        await session.scalar(select(1))
+    caplog.set_level(logging.WARNING)
+
+    stack.primary.freeze()
+    try:
+        await asyncio.wait_for(databases.dispose(), HANG_GUARD_SECONDS)
+    finally:
+        stack.primary.thaw()
+
+    assert "database connections did not close" in caplog.text
+    # The next use builds new pools.
+    async with session_scope():
+        use_writer()
+        assert await session.scalar(select(1)) == 1
