@@ -22,6 +22,8 @@ from celery_task.ownership import task_id_for
 from core.config import config
 from core.db import commit_batch
 from core.exceptions import ServiceUnavailableException
+from core.helpers.cache.redis_backend import RETRY_SECONDS
+from core.helpers.outage import Outage
 from core.logging import request_id_var, user_id_var
 
 logger = logging.getLogger(__name__)
@@ -40,6 +42,11 @@ _UNREACHABLE = (
     OSError,
 )
 
+
+# After a failure the broker is skipped as long as the cache skips a failed Redis (it is
+# usually the same server): callers meanwhile get their 503 at once, and while it hangs only
+# one call at a time holds a worker thread waiting on it.
+broker_outage = Outage(RETRY_SECONDS)
 
 # Tasks whose blocking send from async code was logged: each is logged once per process.
 _warned_about_blocking: set[str] = set()
@@ -61,15 +68,22 @@ async def call_broker(function: Callable[[], R]) -> R:
     """Run a blocking call to the broker or result backend on a worker thread, bounded in time.
 
     Raises `BrokerUnavailableException` when they cannot be reached or do not answer within
-    `SEND_TIMEOUT_SECONDS`; a call given up on finishes on its thread within a few seconds
-    (see configurator.py), so a publish given up on may still be delivered.
+    `SEND_TIMEOUT_SECONDS` (at once while `broker_outage` lasts); a call given up on finishes
+    on its thread within a few seconds (see configurator.py), so it may still be delivered.
     """
+    outage = broker_outage
+    if outage.ongoing:
+        raise BrokerUnavailableException()
     try:
-        with anyio.fail_after(SEND_TIMEOUT_SECONDS):
+        with outage.trying(), anyio.fail_after(SEND_TIMEOUT_SECONDS):
             return await to_thread.run_sync(function, abandon_on_cancel=True)
+    except BrokerUnavailableException:
+        outage.begin()  # a publish that failed at once, said so already
+        raise
     except Exception as error:
         if not _is_unreachable(error):
             raise
+        outage.begin()
         logger.warning("broker or result backend out of reach: %r", error)
         raise BrokerUnavailableException() from error
 

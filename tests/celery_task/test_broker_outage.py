@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -14,6 +15,7 @@ import pytest
 from anyio import to_thread
 from httpx import AsyncClient
 
+from core.helpers.outage import Outage
 from tests.celery_task.conftest import answered_while_health_is_polled
 from tests.helpers import registration, signed_up
 from tests.servers import ServerStack
@@ -87,6 +89,30 @@ async def test_a_task_sent_by_a_request_while_redis_is_out_gets_503_in_time(
     )
 
     assert_broker_unavailable(response.json(), response.status_code)
+
+
+async def test_while_a_hung_broker_is_out_sends_are_refused_without_waiting_on_it(
+    nap_client: AsyncClient,
+    stack: ServerStack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A window long enough for the sends below, however slow the machine; undone before the
+    # outage ends, so the broker is tried again as usual.
+    monkeypatch.setattr("celery_task.application.broker_outage", Outage(60.0))
+    caplog.set_level(logging.WARNING, logger="celery_task.application")
+    outage = RedisOutage(stack, "frozen")
+    outage.begin()
+    try:
+        responses = [await nap_client.post("/test-only/nap", params={"seconds": 0}) for _ in "abc"]
+    finally:
+        monkeypatch.undo()
+        await outage.end(nap_client)
+
+    for response in responses:
+        assert_broker_unavailable(response.json(), response.status_code)
+    # Only the first send waited out the timeout; the others were refused at once.
+    assert caplog.text.count("out of reach") == 1
 
 
 async def test_resending_the_verification_mail_while_redis_is_out_gets_503_in_time(
