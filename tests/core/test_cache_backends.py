@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -66,6 +68,43 @@ async def test_memory_backend_drops_least_recently_used_beyond_its_bound() -> No
     await backend.set("c", b"3")
 
     assert await values(backend, "a", "b", "c") == [b"1", None, b"3"]
+
+
+def test_memory_backend_can_be_used_from_two_threads_at_once() -> None:
+    """The embedded default runs eager tasks on a thread of their own, beside the server's
+    loop, and both use the one in-memory cache: removals while the other thread reads."""
+    backend = InMemoryBackend(max_entries=300)
+    errors: list[BaseException] = []
+
+    async def churn(reads: bool) -> None:
+        for n in range(400):
+            if reads:
+                await backend.get(f"user:{n % 350}")
+            else:
+                await backend.set(f"user:{n}", b"v", ttl=0.0 if n % 3 else None)
+        if not reads:
+            await backend.delete_startswith("user:")
+
+    def run(reads: bool) -> None:
+        try:
+            for _ in range(150):
+                asyncio.run(churn(reads))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(reads,)) for reads in (True, False, False)]
+    # Threads take turns far more often than usual, so an unguarded step is interrupted.
+    usual = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(usual)
+
+    assert errors == []
 
 
 async def test_redis_backend_fails_fast_while_redis_is_down(stack: ServerStack) -> None:
