@@ -16,9 +16,15 @@ from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
 from core.config import ENVS, ConfigError, Settings, load_config
+from core.logging import configure_logging
 
 # alembic.ini and migrations/ are found beside this file, wherever the server is started from.
 PROJECT_ROOT = Path(__file__).resolve().parent
+
+# How long the supervisor of `--workers N` waits for a worker to answer its health check before
+# killing it as hung. A new worker answers only once its process has imported this module, which
+# on a loaded machine takes longer than uvicorn's 5 s: it would be killed and replaced in a loop.
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 def migrate_embedded_database(settings: Settings) -> None:
@@ -119,6 +125,9 @@ def main(
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     metrics_directory = prepare_metrics_directory(settings, workers)
+    # The supervisor's and the reloader's own lines (a worker died, a restart) go where the
+    # workers' lines go.
+    configure_logging()
     try:
         uvicorn.run(
             "app.server:create_app",
@@ -137,6 +146,7 @@ def main(
             # On SIGTERM: stop accepting, let in-flight requests finish (up to this), then run
             # the lifespan shutdown, which closes the pools.
             timeout_graceful_shutdown=30,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
         )
     finally:
         if metrics_directory is not None:

@@ -352,6 +352,46 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         assert code == 0, log.read_text()[-4000:]
 
 
+def test_workers_that_start_slowly_are_not_killed_as_hung(
+    tmp_path: Path, stack: ServerStack
+) -> None:
+    """On a loaded machine a new worker takes a while to answer the supervisor's health check:
+    it must be waited for, not killed and replaced in a loop (never serving, stopping slowly)."""
+    # A machine that slow, for the workers only: each spawned process sleeps before it starts.
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(8)\n"
+    )
+    port = free_port()
+    env = {
+        **bare_environment(),
+        "PYTHONPATH": str(slow),
+        "JWT_SECRET_KEY": PROD_SECRET,
+        "WRITER_DB_URL": stack.primary.dsn(),
+        "READER_DB_URL": stack.replica.dsn(),
+        "REDIS_URL": stack.redis.url_for(0),
+        "CELERY_BROKER_URL": stack.redis.url_for(1),
+        "FRONTEND_URL": "https://app.example",
+    }
+    log = tmp_path / "server.log"
+    server = start_server(
+        [str(ROOT / "main.py"), "--env", "prod", "--workers", "2", "--port", str(port)],
+        tmp_path,
+        env,
+        log,
+    )
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", server, seconds=60)
+    finally:
+        stop(server, log)
+    output = log.read_text()
+    # The supervisor's own lines are in the log, and none says a worker was replaced.
+    assert "Started parent process" in output
+    assert "died" not in output
+    assert output.count("Application startup complete") == 2
+
+
 @pytest.mark.usefixtures("unconfigured")
 def test_reload_is_refused_in_prod(monkeypatch: pytest.MonkeyPatch) -> None:
     set_prod_settings(monkeypatch, secret=PROD_SECRET)
