@@ -217,6 +217,23 @@ async def test_a_close_that_is_itself_cancelled_is_cancelled(copied: Copied) -> 
     assert not await usable(copied)
 
 
+async def test_closing_ends_the_change_feed_wherever_it_is(stack: ServerStack) -> None:
+    """A server's shutdown closes the cache: it must end however far the feed has got (connecting,
+    subscribing, a heartbeat in flight), or the worker process never exits."""
+    cache = CacheManager()
+    cache.init(backend=RedisBackend(stack.redis.url_for(4)))
+    # Every 50 µs of the feed's first 15 ms: the moment a cancellation lands is what matters.
+    for step in range(300):
+        cache.follow_changes()
+        await asyncio.sleep(step * 0.00005)
+        try:
+            async with asyncio.timeout(5):
+                await cache.close()
+        except TimeoutError:
+            pytest.fail(f"the change feed did not end when closed {step * 0.05:.2f} ms in")
+        assert not await _usable(cache)
+
+
 async def test_a_new_backend_ends_the_copies_of_the_old_one(
     copied: Copied, stack: ServerStack
 ) -> None:

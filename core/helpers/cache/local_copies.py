@@ -134,16 +134,27 @@ class LocalCopies:
                         raise  # stopping: a failure while closing must not keep it going
                     if self._current_at > -math.inf:
                         logger.warning("cache change feed lost (%r); no copies until back", error)
+                if not self._following():
+                    return
                 self._lose()
                 # As long as a failed Redis is skipped by every other call.
                 await asyncio.sleep(backend.outage.seconds)
         finally:
-            self._lose()
+            if self._following():  # ended some other way (its loop closed): no copies
+                self._lose()
+
+    def _following(self) -> bool:
+        """Whether the running task is still the follower. One that was stopped or replaced ends
+        at the next thing it hears, even if its cancellation was lost: on Python 3.11,
+        asyncio.wait_for (redis-py sends with it) drops one that lands as the send completes."""
+        return asyncio.current_task() is self._task
 
     async def _hear(self, backend: RedisBackend) -> None:
         changes = backend.changes(HEARTBEAT_SECONDS, STALE_SECONDS)
         async with contextlib.aclosing(changes):
             async for heard in changes:
+                if not self._following():
+                    return
                 if isinstance(heard, float):  # a heartbeat's send time, answered
                     if time.monotonic() - self._current_at >= STALE_SECONDS:
                         # Subscribed again, or fell behind: changes may have gone unheard.
