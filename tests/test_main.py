@@ -312,9 +312,10 @@ def test_an_sqlite_database_that_is_not_migrated_is_a_500_that_says_so(tmp_path:
     assert "no such table: users" in output
 
 
-def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
-    tmp_path: Path, stack: ServerStack
-) -> None:
+def start_prod_workers(
+    tmp_path: Path, stack: ServerStack, **extra_env: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`main.py --env prod --workers 2` on the stack: the server, its base URL and its log."""
     port = free_port()
     env = {
         **bare_environment(),
@@ -324,6 +325,7 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         "REDIS_URL": stack.redis.url_for(0),
         "CELERY_BROKER_URL": stack.redis.url_for(1),
         "FRONTEND_URL": "https://app.example",
+        **extra_env,
     }
     log = tmp_path / "server.log"
     server = start_server(
@@ -332,7 +334,13 @@ def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
         env,
         log,
     )
-    base_url = f"http://127.0.0.1:{port}"
+    return server, f"http://127.0.0.1:{port}", log
+
+
+def test_prod_serves_with_several_workers_no_docs_and_stops_cleanly(
+    tmp_path: Path, stack: ServerStack
+) -> None:
+    server, base_url, log = start_prod_workers(tmp_path, stack)
     try:
         wait_until_serving(base_url, server)
         health = httpx.get(f"{base_url}/health")
@@ -363,26 +371,9 @@ def test_workers_that_start_slowly_are_not_killed_as_hung(
     (slow / "sitecustomize.py").write_text(
         "import sys, time\nif '--multiprocessing-fork' in sys.argv:\n    time.sleep(8)\n"
     )
-    port = free_port()
-    env = {
-        **bare_environment(),
-        "PYTHONPATH": str(slow),
-        "JWT_SECRET_KEY": PROD_SECRET,
-        "WRITER_DB_URL": stack.primary.dsn(),
-        "READER_DB_URL": stack.replica.dsn(),
-        "REDIS_URL": stack.redis.url_for(0),
-        "CELERY_BROKER_URL": stack.redis.url_for(1),
-        "FRONTEND_URL": "https://app.example",
-    }
-    log = tmp_path / "server.log"
-    server = start_server(
-        [str(ROOT / "main.py"), "--env", "prod", "--workers", "2", "--port", str(port)],
-        tmp_path,
-        env,
-        log,
-    )
+    server, base_url, log = start_prod_workers(tmp_path, stack, PYTHONPATH=str(slow))
     try:
-        wait_until_serving(f"http://127.0.0.1:{port}", server, seconds=60)
+        wait_until_serving(base_url, server, seconds=60)
     finally:
         stop(server, log)
     output = log.read_text()
