@@ -129,9 +129,8 @@ class LocalCopies:
                 try:
                     await self._hear(backend)
                 except Exception as error:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # stopping: a failure while closing must not keep it going
+                    if not self._following():
+                        raise  # stopped or replaced: a failure while closing must not keep it going
                     if self._current_at > -math.inf:
                         logger.warning("cache change feed lost (%r); no copies until back", error)
                 if not self._following():
