@@ -43,7 +43,11 @@ async def create_post(
     return await idempotency.run(lambda: post_service.create(author_id, body), PostRead, 201)
 
 
-@router.get("", response_model=Page[PostRead])
+@router.get(
+    "",
+    response_model=Page[PostRead],
+    openapi_extra=POST_LIST.openapi,
+)
 async def list_posts(query: Annotated[ListQuery, Depends(POST_LIST.dependency)]) -> Page[PostRead]:
     """List posts (newest first): sort, filter, page by `cursor` (from `next_cursor`) or `page`."""
     return await post_service.list_page(query)

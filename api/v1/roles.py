@@ -32,7 +32,11 @@ async def create_role(body: RoleCreate) -> Role:
     return await role_service.create(body)
 
 
-@router.get("", response_model=Page[RoleRead])
+@router.get(
+    "",
+    response_model=Page[RoleRead],
+    openapi_extra=ROLE_LIST.openapi,
+)
 async def list_roles(query: Annotated[ListQuery, Depends(ROLE_LIST.dependency)]) -> Page[RoleRead]:
     """List roles: sort, filter, and page by `cursor` (from `next_cursor`) or by `page`."""
     return await role_service.list(query)

@@ -75,7 +75,12 @@ async def delete_me(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("", response_model=Page[UserRead], dependencies=[Depends(admin)])
+@router.get(
+    "",
+    response_model=Page[UserRead],
+    dependencies=[Depends(admin)],
+    openapi_extra=USER_LIST.openapi,
+)
 async def list_users(query: Annotated[ListQuery, Depends(USER_LIST.dependency)]) -> Page[UserRead]:
     """List users: sort, filter, and page by `cursor` (from `next_cursor`) or by `page`."""
     return await user_service.list_page(query)
