@@ -27,3 +27,26 @@ async def test_dependency_overrides_reach_the_routes(app: FastAPI, client: Async
     assert (await client.get("/api/v1/users/me", headers=account.headers)).json()["id"] == (
         account.id
     )
+
+
+def test_the_app_serves_exactly_what_include_router_would() -> None:
+    """The flat registration (api/__init__.py) against FastAPI's own include_router: the same
+    operations, parameters, security, responses and schemas. A FastAPI release that changes
+    what a route carries fails here."""
+    from fastapi.routing import APIRoute
+
+    from api.health import router as health_router
+    from api.v1 import V1_PREFIX, v1_routers
+    from app.server import create_app
+
+    served = create_app()
+    included = FastAPI(title=served.title)
+    included.include_router(health_router)
+    for router in v1_routers:
+        included.include_router(router, prefix=V1_PREFIX)
+
+    assert served.openapi()["paths"] == included.openapi()["paths"]
+    assert served.openapi()["components"] == included.openapi()["components"]
+    flat = [route for route in served.routes if isinstance(route, APIRoute)]
+    assert len(flat) == sum(len(r.routes) for r in [health_router, *v1_routers])
+    assert all(route.dependency_overrides_provider is served for route in flat)
