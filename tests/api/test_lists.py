@@ -245,6 +245,7 @@ async def test_the_list_parameters_are_in_the_openapi_document(client: AsyncClie
         "created_at__lte",
     }
     assert names("/api/v1/roles") >= {"limit", "cursor", "page", "sort", "name", "name__in"}
+    assert names("/api/v1/posts") >= {"limit", "cursor", "page", "sort", "author_id"}
     schema = document["components"]["schemas"]
     page = next(s for name, s in schema.items() if name.startswith("Page") and "User" in name)
     assert set(page["properties"]) == {"items", "next_cursor", "page", "total"}
