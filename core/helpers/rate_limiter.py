@@ -1,8 +1,9 @@
 """A sliding window in one Lua script: atomic, on the Redis server's clock (API processes with
 skewed clocks agree), one round trip that counts and returns what is left (`limits` needs two:
 `hit`, then `get_window_stats`). While Redis cannot answer, the same counting runs in this
-process. Each key holds the times of the hits in its window, so a count lasts the whole window,
-which the login throttle's "attempts without a success in the window" relies on."""
+process, on the record it keeps of its own hits. Each key holds the times of the hits in its
+window, so a count lasts the whole window, which the login throttle's "attempts without a
+success in the window" relies on."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 # KEYS[1]: a sorted set of the window's hits (µs). ARGV: limit, window (µs), 1 to count or 0 to
 # look. Returns (fits, hits in the window, µs until the oldest leaves it, the hit counted or "");
-# `local` in RateLimiter._count mirrors it.
+# `RateLimiter._count_here` mirrors it.
 _SLIDING_WINDOW = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
@@ -52,7 +53,8 @@ class Hit(NamedTuple):
     remaining: int
     reset_in: int  # seconds until the oldest hit leaves the window: a refused caller's wait
     key: str = ""
-    counted: str = ""  # the hit this call counted, for `take_back`; "" if none
+    counted: str = ""  # the hit this call counted in Redis, for `take_back`; "" if none
+    stamp: int = 0  # the same hit in this process's own record (µs); 0 if none
 
 
 def caller_address(host: str) -> str:
@@ -76,19 +78,20 @@ def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
 
 class RateLimiter:
     def __init__(self) -> None:
-        self._local = InMemoryBackend()
+        # The hits this process counted, shared or not: when Redis stops answering, counting
+        # goes on from them, so a stall never hands out a fresh limit.
+        self.record = InMemoryBackend()
         # Whether counts are kept per process since Redis last failed to answer.
         self.degraded = False
         self._said_local = False
 
-    async def _run(
-        self, shared: Callable[[Redis], Awaitable[Any]], local: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        """`shared` in the cache's Redis; `local` where there is none or it cannot answer."""
+    async def _shared(self, call: Callable[[Redis], Awaitable[Any]]) -> tuple[bool, Any]:
+        """(True, what `call` gave in the cache's Redis), or (False, None) where there is none
+        or it cannot answer: then this process's record is all there is."""
         backend = Cache.backend
         if isinstance(backend, RedisBackend):
             try:
-                result = await bounded(lambda: backend.call(shared))
+                result = await bounded(lambda: backend.call(call))
             except CacheUnavailableError as error:
                 if not self.degraded:
                     logger.warning("rate limits are counted per process: redis is down (%s)", error)
@@ -97,39 +100,51 @@ class RateLimiter:
                 if self.degraded:
                     logger.warning("rate limits are shared again: redis is back")
                 self.degraded = False
-                return result
+                return True, result
         elif not self._said_local:
             self._said_local = True
             logger.info("rate limits are counted per process: the cache backend is not Redis")
-        return await local()
+        return False, None
+
+    async def _count_here(
+        self, key: str, limit: int, window: int, count: bool
+    ) -> tuple[bool, int, int, int]:
+        """The sliding window over this process's record: (fits, hits, µs until the oldest
+        leaves, the hit's stamp or 0). The in-memory store never waits, so this is atomic."""
+        now = time.time_ns() // 1000
+        stamps = array("q", await self.record.get(key) or b"")
+        # Stamps are in order: drop the expired ones in one slice, not one by one.
+        stamps = stamps[bisect_right(stamps, now - window) :]
+        allowed, stamp = len(stamps) < limit, 0
+        if allowed and count:
+            stamps.append(now)
+            stamp = now
+            await self.record.set(key, stamps.tobytes(), window / 1_000_000)
+        return allowed, len(stamps), stamps[0] + window - now if stamps else 0, stamp
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
         key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
-        args = [item.amount, window, int(count)]
-
-        async def local() -> tuple[int, int, int, str]:
-            # The in-memory store never waits, so reading and storing here is atomic.
-            now = time.time_ns() // 1000
-            stamps = array("q", await self._local.get(key) or b"")
-            # Stamps are in order: drop the expired ones in one slice, not one by one.
-            stamps = stamps[bisect_right(stamps, now - window) :]
-            allowed, counted = len(stamps) < item.amount, ""
-            if allowed and count:
-                stamps.append(now)
-                counted = f"{now}:{len(stamps) - 1}"
-                await self._local.set(key, stamps.tobytes(), window / 1_000_000)
-            return allowed, len(stamps), stamps[0] + window - now if stamps else 0, counted
-
-        allowed, hits, reset, counted = await self._run(
-            lambda redis: redis.register_script(_SLIDING_WINDOW)([key], args), local
+        shared, answer = await self._shared(
+            lambda redis: redis.register_script(_SLIDING_WINDOW)(
+                [key], [item.amount, window, int(count)]
+            )
         )
+        if shared:
+            allowed, hits, reset, counted = answer
+            counted = counted.decode() if isinstance(counted, bytes) else counted
+            # Kept here too; a record already full needs no more to refuse.
+            stamp = (await self._count_here(key, item.amount, window, True))[3] if counted else 0
+        else:
+            allowed, hits, reset, stamp = await self._count_here(key, item.amount, window, count)
+            counted = ""
         return Hit(
             bool(allowed),
             max(0, item.amount - hits),
             # Whole seconds, rounded up: a client that waits this long finds room.
             math.ceil(max(0, reset) / 1_000_000),
             key,
-            counted.decode() if isinstance(counted, bytes) else counted,
+            counted,
+            stamp,
         )
 
     async def hit(self, item: RateLimitItem, *identifiers: str) -> Hit:
@@ -142,22 +157,18 @@ class RateLimiter:
 
     async def take_back(self, item: RateLimitItem, hit: Hit) -> None:
         """Remove the one hit `hit` counted against `item`, as if it had never been made."""
-        if not hit.counted:
-            return
-        key, member = hit.key, hit.counted
-        stamp = int(member.partition(":")[0])
-
-        async def local() -> None:
-            stamps = array("q", await self._local.get(key) or b"")
-            if stamp in stamps:
-                stamps.remove(stamp)
-                await self._local.set(key, stamps.tobytes(), item.get_expiry())
-
-        await self._run(lambda redis: redis.zrem(key, member), local)
+        if hit.counted:
+            await self._shared(lambda redis: redis.zrem(hit.key, hit.counted))
+        if hit.stamp:
+            stamps = array("q", await self.record.get(hit.key) or b"")
+            if hit.stamp in stamps:
+                stamps.remove(hit.stamp)
+                await self.record.set(hit.key, stamps.tobytes(), item.get_expiry())
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         key = _key(item, identifiers)
-        await self._run(lambda redis: redis.delete(key), lambda: self._local.delete(key))
+        await self._shared(lambda redis: redis.delete(key))
+        await self.record.delete(key)
 
 
 rate_limiter = RateLimiter()

@@ -386,11 +386,8 @@ async def test_with_redis_stopped_limits_hold_per_process_and_nothing_fails(
     after = await client.post(REFRESH, json=BOGUS_REFRESH)
 
     assert before == [401, 401]
-    statuses = [r.status_code for r in during]
-    assert all(status < 500 for status in statuses), statuses
-    # Counted in this process from scratch: still limited, never off.
-    assert statuses.count(429) >= 3
-    assert statuses[-1] == 429
+    # Counted in this process, from the two hits it counted in Redis: never a fresh limit.
+    assert [r.status_code for r in during] == [401] + [429] * 5
     assert caplog.text.count("rate limits are counted per process") == 1
     # Redis is back: the count is shared in it again.
     assert after.status_code in (401, 429)

@@ -10,6 +10,7 @@ from limits import parse
 
 from core.helpers.cache import Cache, InMemoryBackend
 from core.helpers.rate_limiter import rate_limiter
+from tests.servers import ServerStack
 
 
 @pytest.fixture(params=["redis", "memory"])
@@ -74,3 +75,22 @@ async def test_take_back_removes_just_the_hit_it_is_given(store: str) -> None:
     refused = [await rate_limiter.hit(item, "take-back", store) for _ in range(4)][-1]
     await rate_limiter.take_back(item, refused)  # counted nothing, takes nothing back
     assert not (await rate_limiter.peek(item, "take-back", store)).allowed
+
+
+async def test_when_redis_stops_counting_goes_on_from_this_processs_hits(
+    stack: ServerStack,
+) -> None:
+    item = parse("3/minute")
+    first = await rate_limiter.hit(item, "outage")
+    await rate_limiter.hit(item, "outage")
+    stack.redis.stop()
+    try:
+        # Not a fresh limit: the two hits Redis counted are still this process's.
+        during = [await rate_limiter.hit(item, "outage") for _ in range(2)]
+        await rate_limiter.take_back(item, first)
+        after_take_back = await rate_limiter.hit(item, "outage")
+    finally:
+        stack.redis.start()
+
+    assert [(hit.allowed, hit.remaining) for hit in during] == [(True, 0), (False, 0)]
+    assert after_take_back.allowed
