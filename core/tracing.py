@@ -1,7 +1,8 @@
 """Traces (OpenTelemetry over OTLP/HTTP) and error reports (Sentry), each on when configured.
 
 With `OTEL_EXPORTER_OTLP_ENDPOINT` set, a process traces its HTTP requests, database statements
-(attribute `db.engine`: writer or reader), Redis commands and Celery tasks; the trace context
+(attribute `db.engine`: writer or reader; a read the writer answered while the replica was down
+says writer and `db.reader_fallback`), Redis commands and Celery tasks; the trace context
 travels in the task's message headers, so a task's spans join the request that sent it.
 """
 
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from core.config import config
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -73,11 +76,14 @@ def instrument_app(app: FastAPI) -> None:
         )
 
 
-def trace_engine(engine: AsyncEngine, role: str) -> None:
-    """A span per statement on `engine`, saying which engine (`role`) it went to.
+def trace_engine(
+    engine: AsyncEngine, role: str, on_writer: Callable[[Any], bool] | None = None
+) -> None:
+    """A span per statement on `engine`, saying which server (`role`) it went to; a read that
+    `on_writer(driver connection)` says went to the writer says so, and that it fell back.
 
     Written on SQLAlchemy's public events: the SQLAlchemy instrumentation cannot tell the
-    writer from the reader. A reader that fell back to the writer still says reader.
+    writer from the reader.
     """
     if _provider is None:
         return
@@ -88,10 +94,17 @@ def trace_engine(engine: AsyncEngine, role: str) -> None:
     def _start(
         conn: Connection, cursor: Any, statement: str, params: Any, context: Any, many: bool
     ) -> None:
+        attributes: dict[str, str | bool] = {
+            "db.system": system,
+            "db.statement": statement,
+            "db.engine": role,
+        }
+        if on_writer is not None and on_writer(conn.connection.driver_connection):
+            attributes.update({"db.engine": "writer", "db.reader_fallback": True})
         span = tracer.start_span(
             statement.split(None, 1)[0] if statement else system,
             kind=trace.SpanKind.CLIENT,
-            attributes={"db.system": system, "db.statement": statement, "db.engine": role},
+            attributes=attributes,
         )
         conn.info.setdefault(_SPANS, []).append(span)
 

@@ -156,6 +156,10 @@ class ReaderFallback:
             self.outage.seconds,
         )
 
+    def on_writer(self, connection: asyncpg.Connection) -> bool:
+        """Whether this reader connection was opened on the writer."""
+        return connection in self._writer_connections
+
     def install(self, reader_engine: AsyncEngine) -> None:
         @event.listens_for(reader_engine.sync_engine, "handle_error")
         def _replica_went_silent(context: ExceptionContext) -> None:
@@ -168,10 +172,7 @@ class ReaderFallback:
         def _leave_writer_when_replica_may_be_back(
             dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any
         ) -> None:
-            if (
-                dbapi_connection.driver_connection in self._writer_connections
-                and not self.outage.ongoing
-            ):
+            if self.on_writer(dbapi_connection.driver_connection) and not self.outage.ongoing:
                 # The pool discards this connection and opens a new one through connect().
                 raise DisconnectionError("retrying the read replica")
 
@@ -207,7 +208,7 @@ def _build_engines() -> EnginePair:
     )
     fallback.install(reader)
     _discard_closed_connections(reader)
-    trace_engine(reader, "reader")
+    trace_engine(reader, "reader", fallback.on_writer)
     return EnginePair(writer, reader, fallback)
 
 

@@ -3,6 +3,7 @@ in one trace, the engine on every DB span, the trace id on the request's log lin
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from core import tracing
 from core.db import databases
 from core.logging import ContextFilter, JSONFormatter
 from tests.helpers import registration
+from tests.servers import ServerStack
 
 
 @pytest.fixture
@@ -112,6 +114,28 @@ async def test_each_statement_names_its_engine_and_log_lines_carry_the_trace_id(
     assert ("writer", "SELECT 1") in statements
     assert ("reader", "SELECT pg_is_in_recovery()") in statements
     assert any(s.attributes and s.attributes.get("db.system") == "redis" for s in trace)
+
+
+async def test_a_read_the_writer_answered_for_a_stopped_replica_says_so(
+    traced: tuple[AsyncClient, InMemorySpanExporter], stack: ServerStack
+) -> None:
+    client, exporter = traced
+    fallback = databases.reader_fallback
+    assert fallback is not None
+    await asyncio.to_thread(stack.replica.stop)
+    try:
+        exporter.clear()
+        response = await client.get("/ready")
+    finally:
+        await asyncio.to_thread(stack.replica.start)
+        stack.wait_for_replica()
+    assert response.json()["status"] == "degraded"
+    reads = [
+        s.attributes
+        for s in finished(exporter)
+        if s.attributes and s.attributes.get("db.statement") == "SELECT pg_is_in_recovery()"
+    ]
+    assert [(a["db.engine"], a.get("db.reader_fallback")) for a in reads] == [("writer", True)]
 
 
 async def test_without_an_endpoint_nothing_is_traced() -> None:
