@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from app.auth import (
+    SESSION_LIST,
     Accepted,
     CsrfException,
     EmailTokenRequest,
@@ -21,6 +22,7 @@ from app.auth import (
 from app.user import UserRead, account_service
 from core.config import config
 from core.fastapi.dependencies import IsAuthenticated, PermissionDependency, RateLimit
+from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import CurrentUser
 from core.security.tokens import InvalidTokenException
 
@@ -128,16 +130,19 @@ async def logout_all(user: CurrentUser = Depends(authenticated)) -> Response:
     return _ended(Response(status_code=status.HTTP_204_NO_CONTENT))
 
 
-@router.get("/sessions", response_model=list[SessionRead], dependencies=[Depends(RateLimit())])
-async def list_sessions(user: CurrentUser = Depends(authenticated)) -> list[SessionRead]:
-    """Your sessions that can still refresh, newest first."""
+@router.get(
+    "/sessions",
+    response_model=Page[SessionRead],
+    openapi_extra=SESSION_LIST.openapi,
+    dependencies=[Depends(RateLimit())],
+)
+async def list_sessions(
+    query: Annotated[ListQuery, Depends(SESSION_LIST.dependency)],
+    user: CurrentUser = Depends(authenticated),
+) -> Page[SessionRead]:
+    """Your sessions that can still refresh, newest first; paged as every list is."""
     assert user.id is not None
-    return [
-        SessionRead.model_validate(known).model_copy(
-            update={"current": known.id == user.session_id}
-        )
-        for known in await auth_service.sessions(user.id)
-    ]
+    return await auth_service.sessions(user.id, user.session_id, query)
 
 
 @router.delete(

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from fastapi.routing import iter_route_contexts
 
 from app.tier import (
+    RATE_LIMIT_LIST,
+    TIER_LIST,
     RateLimitCreate,
     RateLimitRead,
     Tier,
@@ -25,6 +26,7 @@ from core.fastapi.dependencies import (
     RowId,
     is_rate_limited,
 )
+from core.fastapi.lists import ListQuery, Page
 
 router = APIRouter(
     prefix="/tiers",
@@ -51,10 +53,10 @@ async def create_tier(body: TierCreate) -> Tier:
     return await tier_service.create(body)
 
 
-@router.get("", response_model=list[TierRead])
-async def list_tiers() -> Sequence[Tier]:
-    """List every tier."""
-    return await tier_service.list()
+@router.get("", response_model=Page[TierRead], openapi_extra=TIER_LIST.openapi)
+async def list_tiers(query: Annotated[ListQuery, Depends(TIER_LIST.dependency)]) -> Page[TierRead]:
+    """List tiers: sort, filter, and page by `cursor` (from `next_cursor`) or by `page`."""
+    return await tier_service.list(query)
 
 
 @router.post(
@@ -73,10 +75,16 @@ async def add_rate_limit(name: TierName, body: RateLimitCreate, request: Request
     return await tier_service.add_rate_limit(name, body)
 
 
-@router.get("/{name}/rate-limits", response_model=list[RateLimitRead])
-async def list_rate_limits(name: TierName) -> Sequence[TierRateLimit]:
-    """The tier's limits, by path."""
-    return await tier_service.rate_limits(name)
+@router.get(
+    "/{name}/rate-limits",
+    response_model=Page[RateLimitRead],
+    openapi_extra=RATE_LIMIT_LIST.openapi,
+)
+async def list_rate_limits(
+    name: TierName, query: Annotated[ListQuery, Depends(RATE_LIMIT_LIST.dependency)]
+) -> Page[RateLimitRead]:
+    """The tier's limits, by path unless sorted otherwise; paged as every list is."""
+    return await tier_service.rate_limits(name, query)
 
 
 @router.delete(

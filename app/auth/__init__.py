@@ -6,6 +6,7 @@ from app.auth.exceptions import (
     TooManyLoginAttemptsException,
 )
 from app.auth.models import AuthSession
+from app.auth.repository import SESSION_LIST
 from app.auth.schemas import (
     Accepted,
     EmailTokenRequest,
@@ -22,6 +23,7 @@ from app.auth.service import AuthService, auth_service, load_auth_state
 from app.auth.throttle import LoginThrottle, login_throttle
 
 __all__ = [
+    "SESSION_LIST",
     "Accepted",
     "AuthService",
     "AuthSession",

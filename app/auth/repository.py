@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,13 +20,33 @@ from sqlalchemy import (
 )
 
 from app.auth.models import AuthSession
+from app.auth.schemas import SessionRead
 from app.role import Role, user_roles
 from app.tier import Tier, TierRateLimit, user_tiers
 from app.user import User
 from core.config import config
 from core.db import session
 from core.db.base import utcnow
+from core.fastapi.lists import ListField, ListQuery, ListSpec, Page
 from core.security.auth_state import INACTIVE, AuthState
+
+_sessions = AuthSession.__table__.c
+# What GET /api/v1/auth/sessions sorts and filters by; newest first unless asked otherwise.
+SESSION_LIST = ListSpec(
+    {
+        "id": ListField(_sessions.id, sort=True),
+        "created_at": ListField(_sessions.created_at, sort=True, filters=("gte", "lte")),
+    },
+    key="id",
+    default_sort="-created_at",
+)
+_SESSION_COLUMNS = (
+    _sessions.id,
+    _sessions.created_at,
+    _sessions.last_used_at,
+    _sessions.user_agent,
+    _sessions.ip,
+)
 
 
 class AuthSessionRepository:
@@ -66,10 +85,12 @@ class AuthSessionRepository:
         )
         return (await session.execute(statement)).scalar_one_or_none()
 
-    async def live(self, user_id: int) -> Sequence[AuthSession]:
-        """The user's sessions that can still refresh, newest first."""
-        query = (
-            select(AuthSession)
+    async def live(
+        self, user_id: int, current_id: str | None, query: ListQuery
+    ) -> Page[SessionRead]:
+        """The user's sessions that can still refresh, `current_id`'s marked as the current one."""
+        base = (
+            select(*_SESSION_COLUMNS, (_sessions.id == (current_id or "")).label("current"))
             .join(User, User.id == AuthSession.user_id)
             .where(
                 AuthSession.user_id == user_id,
@@ -77,9 +98,8 @@ class AuthSessionRepository:
                 AuthSession.expires_at > utcnow(),
                 AuthSession.token_version == User.token_version,
             )
-            .order_by(AuthSession.created_at.desc(), AuthSession.id)
         )
-        return (await session.execute(query)).scalars().all()
+        return await SESSION_LIST.fetch(base, query, SessionRead)
 
     async def revoke_owned(self, session_id: str, user_id: int) -> bool:
         """End the session if it is `user_id`'s (one already ended keeps its time); whether it

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from app.auth.exceptions import (
@@ -12,7 +11,7 @@ from app.auth.exceptions import (
 )
 from app.auth.models import AuthSession
 from app.auth.repository import AuthSessionRepository
-from app.auth.schemas import LoginRequest, TokenPair
+from app.auth.schemas import LoginRequest, SessionRead, TokenPair
 from app.auth.throttle import LoginThrottle, login_throttle
 from app.user import (
     User,
@@ -27,6 +26,7 @@ from core.db import Transactional, databases, session_scope, use_writer
 from core.db.base import utcnow
 from core.exceptions.handlers import is_database_unavailable
 from core.fastapi.dependencies import EmailNotVerifiedException
+from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import CurrentUser
 from core.helpers.outage import Outage
 from core.security.auth_state import AuthState, forget_auth_state, hold_auth_state
@@ -118,10 +118,12 @@ class AuthService:
         """Every session of the user ends, this one too."""
         await user_service.end_all_sessions(user_id)
 
-    async def sessions(self, user_id: int) -> Sequence[AuthSession]:
+    async def sessions(
+        self, user_id: int, current_id: str | None, query: ListQuery
+    ) -> Page[SessionRead]:
         # On the writer: a session just started or ended shows as such at once.
         use_writer()
-        return await self.repository.live(user_id)
+        return await self.repository.live(user_id, current_id, query)
 
     @Transactional()
     async def end_session(self, user_id: int, session_id: str) -> None:

@@ -6,6 +6,7 @@ from app.tier.exceptions import (
     UnknownTierException,
 )
 from app.tier.models import Tier, TierRateLimit, user_tiers
+from app.tier.repository import RATE_LIMIT_LIST, TIER_LIST
 from app.tier.schemas import (
     RateLimitCreate,
     RateLimitRead,
@@ -17,6 +18,8 @@ from app.tier.schemas import (
 from app.tier.service import TierService, tier_service
 
 __all__ = [
+    "RATE_LIMIT_LIST",
+    "TIER_LIST",
     "DuplicateRateLimitException",
     "DuplicateTierException",
     "RateLimitCreate",

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy.exc import IntegrityError
 
 from app.tier.exceptions import (
@@ -13,9 +11,17 @@ from app.tier.exceptions import (
 )
 from app.tier.models import Tier, TierRateLimit
 from app.tier.repository import TierRepository
-from app.tier.schemas import RateLimitCreate, TierCreate, UserTierRead, UserTierUpdate
+from app.tier.schemas import (
+    RateLimitCreate,
+    RateLimitRead,
+    TierCreate,
+    TierRead,
+    UserTierRead,
+    UserTierUpdate,
+)
 from app.user import user_service
 from core.db import Transactional, session_scope, use_writer
+from core.fastapi.lists import ListQuery, Page
 from core.fastapi.schemas.current_user import TierLimits
 from core.helpers.cache import Cache
 from core.security.auth_state import forget_all_auth_states, forget_auth_state
@@ -34,11 +40,11 @@ class TierService:
             raise DuplicateTierException() from error
         return tier
 
-    async def list(self) -> Sequence[Tier]:
-        return await self.repository.list()
+    async def list(self, query: ListQuery) -> Page[TierRead]:
+        return await self.repository.list(query)
 
-    async def rate_limits(self, name: str) -> Sequence[TierRateLimit]:
-        return await self.repository.rate_limits((await self._tier(name)).id)
+    async def rate_limits(self, name: str, query: ListQuery) -> Page[RateLimitRead]:
+        return await self.repository.rate_limits((await self._tier(name)).id, query)
 
     @Transactional()
     async def add_rate_limit(self, name: str, data: RateLimitCreate) -> TierRateLimit:

@@ -246,6 +246,27 @@ async def test_the_list_parameters_are_in_the_openapi_document(client: AsyncClie
     }
     assert names("/api/v1/roles") >= {"limit", "cursor", "page", "sort", "name", "name__in"}
     assert names("/api/v1/posts") >= {"limit", "cursor", "page", "sort", "author_id"}
+    # Every list answers with the envelope and takes the common parameters; only the fixed
+    # catalogue of permission codes, declared in code, is a plain array.
+    shapes = {
+        path: item["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        for path, item in document["paths"].items()
+        if "get" in item and "application/json" in item["get"]["responses"]["200"]["content"]
+    }
+    lists = {path for path, shape in shapes.items() if "Page" in shape.get("$ref", "")}
+    assert lists == {
+        USERS,
+        "/api/v1/roles",
+        "/api/v1/posts",
+        "/api/v1/tiers",
+        "/api/v1/tiers/{name}/rate-limits",
+        "/api/v1/auth/sessions",
+    }
+    for path in lists:
+        assert names(path) >= {"limit", "cursor", "page", "sort"}, path
+    assert {path for path, shape in shapes.items() if shape.get("type") == "array"} == {
+        "/api/v1/permissions"
+    }
     schema = document["components"]["schemas"]
     page = next(s for name, s in schema.items() if name.startswith("Page") and "User" in name)
     assert set(page["properties"]) == {"items", "next_cursor", "page", "total"}

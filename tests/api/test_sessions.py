@@ -36,7 +36,7 @@ async def test_sessions_lists_each_login_and_one_can_be_ended(client: AsyncClien
     other_tokens = other.json()
 
     listed = await client.get("/api/v1/auth/sessions", headers=account.headers)
-    sessions = listed.json()
+    sessions = listed.json()["items"]
     second = next(s for s in sessions if s["user_agent"] == "second-tab/1.0")
     ended = await client.delete(f"/api/v1/auth/sessions/{second['id']}", headers=account.headers)
     again = await client.delete(f"/api/v1/auth/sessions/{second['id']}", headers=account.headers)
@@ -53,19 +53,20 @@ async def test_sessions_lists_each_login_and_one_can_be_ended(client: AsyncClien
     assert await me_status(client, other_tokens["access_token"]) == 401
     assert await refresh(client, other_tokens["refresh_token"]) == 401
     assert (await client.get("/api/v1/users/me", headers=account.headers)).status_code == 200
-    remaining = (await client.get("/api/v1/auth/sessions", headers=account.headers)).json()
+    remaining = (await client.get("/api/v1/auth/sessions", headers=account.headers)).json()["items"]
     assert [s["id"] for s in remaining] != [second["id"]]
     assert len(remaining) == 1
 
 
 async def test_nobody_ends_or_sees_another_users_session(client: AsyncClient) -> None:
     owner, intruder = await signed_up(client), await signed_up(client)
-    owner_session = (await client.get("/api/v1/auth/sessions", headers=owner.headers)).json()[0]
+    owner_sessions = await client.get("/api/v1/auth/sessions", headers=owner.headers)
+    owner_session = owner_sessions.json()["items"][0]
 
     response = await client.delete(
         f"/api/v1/auth/sessions/{owner_session['id']}", headers=intruder.headers
     )
-    seen = (await client.get("/api/v1/auth/sessions", headers=intruder.headers)).json()
+    seen = (await client.get("/api/v1/auth/sessions", headers=intruder.headers)).json()["items"]
 
     assert response.status_code == 404
     assert owner_session["id"] not in {s["id"] for s in seen}
@@ -85,7 +86,38 @@ async def test_logout_all_ends_every_session(client: AsyncClient) -> None:
         assert await refresh(client, refresh_token) == 401
     fresh = (await login(client, account.email)).json()
     listed = await client.get("/api/v1/auth/sessions", headers=bearer(fresh["access_token"]))
-    assert len(listed.json()) == 1
+    assert len(listed.json()["items"]) == 1
+
+
+async def test_sessions_are_a_list_like_every_other(client: AsyncClient) -> None:
+    account = await signed_up(client)
+    second = (await login(client, account.email)).json()
+    headers = bearer(second["access_token"])
+
+    first_page = await client.get("/api/v1/auth/sessions", params={"limit": 1}, headers=headers)
+    cursor = first_page.json()["next_cursor"]
+    rest = await client.get(
+        "/api/v1/auth/sessions", params={"limit": 1, "cursor": cursor}, headers=headers
+    )
+    oldest_first = await client.get(
+        "/api/v1/auth/sessions", params={"sort": "created_at"}, headers=headers
+    )
+    unknown = await client.get("/api/v1/auth/sessions", params={"ip": "x"}, headers=headers)
+
+    # Newest first: the session of these headers, then the one signing up started.
+    newest = first_page.json()["items"]
+    assert [s["current"] for s in newest] == [True]
+    assert rest.json() == {
+        "items": [s for s in oldest_first.json()["items"] if not s["current"]],
+        "next_cursor": None,
+        "page": None,
+        "total": None,
+    }
+    assert [s["id"] for s in oldest_first.json()["items"]] == [
+        rest.json()["items"][0]["id"],
+        newest[0]["id"],
+    ]
+    assert unknown.status_code == 422
 
 
 async def test_strict_rotation_by_default_a_second_use_ends_the_session(

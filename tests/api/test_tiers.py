@@ -26,15 +26,23 @@ async def test_admins_create_and_list_tiers_and_both_defaults_exist(
         TIERS, json={"name": name, "description": "Paying"}, headers=admin.headers
     )
     duplicate = await client.post(TIERS, json={"name": name}, headers=admin.headers)
-    listed = await client.get(TIERS, headers=admin.headers)
+    listed = await client.get(
+        TIERS, params={"name__in": f"anonymous,free,{name}"}, headers=admin.headers
+    )
+    paged = await client.get(
+        TIERS, params={"name__in": f"free,{name}", "limit": 1, "page": 2}, headers=admin.headers
+    )
 
     assert created.status_code == 201
     assert created.json()["name"] == name
     assert created.json()["description"] == "Paying"
     assert duplicate.status_code == 409
     assert duplicate.json()["error_code"] == "TIER__DUPLICATE_NAME"
-    names = {tier["name"] for tier in listed.json()}
-    assert {"anonymous", "free", name} <= names
+    # By name unless sorted otherwise, in the envelope every list answers with.
+    assert [tier["name"] for tier in listed.json()["items"]] == sorted(["anonymous", "free", name])
+    assert listed.json()["next_cursor"] is None
+    assert paged.json()["total"] == 2
+    assert [tier["name"] for tier in paged.json()["items"]] == [max("free", name)]
 
 
 async def test_tier_limits_are_added_listed_and_deleted(
@@ -58,10 +66,11 @@ async def test_tier_limits_are_added_listed_and_deleted(
     assert added.json() == {"id": rate_limit_id, **limit}
     assert again.status_code == 409
     assert again.json()["error_code"] == "TIER__DUPLICATE_RATE_LIMIT"
-    assert listed.json() == [added.json()]
+    assert listed.json()["items"] == [added.json()]
     assert deleted.status_code == 204
     assert gone.status_code == 404
-    assert (await client.get(f"{TIERS}/{name}/rate-limits", headers=admin.headers)).json() == []
+    left = await client.get(f"{TIERS}/{name}/rate-limits", headers=admin.headers)
+    assert left.json()["items"] == []
 
 
 async def test_bad_tier_input_is_refused_and_nothing_is_written(
@@ -95,7 +104,7 @@ async def test_bad_tier_input_is_refused_and_nothing_is_written(
     assert nul_in_path.status_code == 422
     assert no_tier.status_code == 404
     assert no_tier.json()["error_code"] == "TIER__NOT_FOUND"
-    assert (await client.get(url, headers=admin.headers)).json() == []
+    assert (await client.get(url, headers=admin.headers)).json()["items"] == []
 
 
 async def test_only_admins_manage_tiers(client: AsyncClient) -> None:
