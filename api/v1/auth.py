@@ -137,8 +137,9 @@ async def logout_all(user: CurrentUser = Depends(authenticated)) -> Response:
     dependencies=[Depends(RateLimit())],
 )
 async def list_sessions(
+    # The caller first: without a token the answer is 401, whatever the query string says.
+    user: Annotated[CurrentUser, Depends(authenticated)],
     query: Annotated[ListQuery, Depends(SESSION_LIST.dependency)],
-    user: CurrentUser = Depends(authenticated),
 ) -> Page[SessionRead]:
     """Your sessions that can still refresh, newest first; paged as every list is."""
     assert user.id is not None

@@ -20,7 +20,8 @@ TIER_LIST = ListSpec(
     key="id",
     default_sort="name",
 )
-_TIER_COLUMNS = select(_tiers.id, _tiers.name, _tiers.description)
+# Every sortable column is selected: a page's cursor is made of the last row's sort values.
+_TIER_COLUMNS = select(_tiers.id, _tiers.name, _tiers.description, _tiers.created_at)
 # What GET /api/v1/tiers/{name}/rate-limits sorts and filters by.
 RATE_LIMIT_LIST = ListSpec(
     {
@@ -31,7 +32,9 @@ RATE_LIMIT_LIST = ListSpec(
     key="id",
     default_sort="path",
 )
-_RATE_LIMIT_COLUMNS = select(_limits.id, _limits.path, _limits.limit, _limits.period_seconds)
+_RATE_LIMIT_COLUMNS = select(
+    _limits.id, _limits.path, _limits.limit, _limits.period_seconds, _limits.created_at
+)
 
 
 class TierRepository:

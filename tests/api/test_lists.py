@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from app.post import POST_LIST
 from app.user import User
 from core.fastapi.lists import ListField, ListSpec
-from tests.helpers import Account, registration, signed_up
+from tests.helpers import Account, login, registration, signed_up
 from tests.servers import ServerStack
 
 USERS = "/api/v1/users"
@@ -339,3 +339,50 @@ async def test_a_cursor_after_the_longest_title_still_pages_on(
     assert second.status_code == 200, second.text
     assert [post["title"] for post in second.json()["items"]] == titles[1:]
     assert second.json()["next_cursor"] is None
+
+
+async def test_every_list_pages_by_each_of_its_sort_fields(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    admin = await signed_up(client, stack, admin=True)
+    await login(client, admin.email)  # a second session, so the sessions list has two
+    await signed_up(client)  # and a second user
+    tier = f"t{uuid4().hex[:8]}"
+    await client.post("/api/v1/tiers", json={"name": tier}, headers=admin.headers)
+    for path in ("/api/v1/users", "/api/v1/posts"):
+        await client.post(
+            f"/api/v1/tiers/{tier}/rate-limits",
+            json={"path": path, "limit": 5, "period_seconds": 60},
+            headers=admin.headers,
+        )
+    for n in range(2):
+        await client.post(
+            "/api/v1/posts", json={"title": f"t{n}", "body": "b"}, headers=admin.headers
+        )
+    await client.post("/api/v1/roles", json={"name": f"r{uuid4().hex[:8]}"}, headers=admin.headers)
+    await client.post("/api/v1/roles", json={"name": f"r{uuid4().hex[:8]}"}, headers=admin.headers)
+    stack.wait_for_replica()
+    document = (await client.get("/openapi.json")).json()
+
+    pages = 0
+    for template, item in document["paths"].items():
+        sort = [p for p in item.get("get", {}).get("parameters", []) if p["name"] == "sort"]
+        if not sort:
+            continue
+        path = template.replace("{name}", tier)
+        fields = sort[0]["description"].split(": ", 1)[1].rstrip(".").split(", ")
+        for field in fields:
+            for order in (field, f"-{field}"):
+                params = {"sort": order, "limit": 1}
+                first = await client.get(path, params=params, headers=admin.headers)
+                assert first.status_code == 200, (path, order, first.text)
+                # Two rows at least: the cursor is made from the first page's row.
+                cursor = first.json()["next_cursor"]
+                assert cursor is not None, (path, order)
+                second = await client.get(
+                    path, params={**params, "cursor": cursor}, headers=admin.headers
+                )
+                assert second.status_code == 200, (path, order, second.text)
+                assert second.json()["items"] != first.json()["items"]
+                pages += 1
+    assert pages >= 2 * 12  # every list route was walked, by every field it sorts by

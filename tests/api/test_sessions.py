@@ -103,6 +103,7 @@ async def test_sessions_are_a_list_like_every_other(client: AsyncClient) -> None
         "/api/v1/auth/sessions", params={"sort": "created_at"}, headers=headers
     )
     unknown = await client.get("/api/v1/auth/sessions", params={"ip": "x"}, headers=headers)
+    anonymous = await client.get("/api/v1/auth/sessions", params={"ip": "x"})
 
     # Newest first: the session of these headers, then the one signing up started.
     newest = first_page.json()["items"]
@@ -118,6 +119,7 @@ async def test_sessions_are_a_list_like_every_other(client: AsyncClient) -> None
         newest[0]["id"],
     ]
     assert unknown.status_code == 422
+    assert anonymous.status_code == 401  # who asks is checked before what they ask
 
 
 async def test_strict_rotation_by_default_a_second_use_ends_the_session(
