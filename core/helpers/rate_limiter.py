@@ -78,8 +78,8 @@ def _key(item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
 
 class RateLimiter:
     def __init__(self) -> None:
-        # The hits this process counted, shared or not: when Redis stops answering, counting
-        # goes on from them, so a stall never hands out a fresh limit.
+        # The hits this process counted, shared or not (one 8-byte stamp each, for the window):
+        # when Redis stops answering, this process counts on from its own hits, not from zero.
         self.record = InMemoryBackend()
         # Whether counts are kept per process since Redis last failed to answer.
         self.degraded = False
@@ -106,21 +106,44 @@ class RateLimiter:
             logger.info("rate limits are counted per process: the cache backend is not Redis")
         return False, None
 
+    async def _window_here(self, key: str, window: int) -> tuple[array[int], int]:
+        """This process's stamps of `key` still in the window, and the time now (µs)."""
+        # The process's own clock: a stamp never leaves it, and a step of the wall clock would
+        # put the stamps out of order.
+        now = time.monotonic_ns() // 1000
+        stamps = array("q", await self.record.get(key) or b"")
+        # Stamps are in order: drop the expired ones in one slice, not one by one.
+        return stamps[bisect_right(stamps, now - window) :], now
+
     async def _count_here(
         self, key: str, limit: int, window: int, count: bool
     ) -> tuple[bool, int, int, int]:
         """The sliding window over this process's record: (fits, hits, µs until the oldest
         leaves, the hit's stamp or 0). The in-memory store never waits, so this is atomic."""
-        now = time.time_ns() // 1000
-        stamps = array("q", await self.record.get(key) or b"")
-        # Stamps are in order: drop the expired ones in one slice, not one by one.
-        stamps = stamps[bisect_right(stamps, now - window) :]
+        stamps, now = await self._window_here(key, window)
         allowed, stamp = len(stamps) < limit, 0
         if allowed and count:
             stamps.append(now)
             stamp = now
             await self.record.set(key, stamps.tobytes(), window / 1_000_000)
         return allowed, len(stamps), stamps[0] + window - now if stamps else 0, stamp
+
+    async def _follow(self, key: str, window: int, hits: int, counted: bool) -> int:
+        """Bring the record in line with what Redis answered: the hit it counted, and never
+        more hits than Redis holds (a success through another process may have cleared
+        them); the hit's stamp, or 0."""
+        stamps, now = await self._window_here(key, window)
+        stamp = 0
+        if counted:
+            stamps.append(now)
+            stamp = now
+        elif len(stamps) <= hits:
+            return 0  # nothing to add or drop: no write
+        if kept := stamps[len(stamps) - min(hits, len(stamps)) :]:
+            await self.record.set(key, kept.tobytes(), window / 1_000_000)
+        else:
+            await self.record.delete(key)
+        return stamp if stamp in kept else 0
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
         key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
@@ -132,8 +155,7 @@ class RateLimiter:
         if shared:
             allowed, hits, reset, counted = answer
             counted = counted.decode() if isinstance(counted, bytes) else counted
-            # Kept here too; a record already full needs no more to refuse.
-            stamp = (await self._count_here(key, item.amount, window, True))[3] if counted else 0
+            stamp = await self._follow(key, window, hits, bool(counted))
         else:
             allowed, hits, reset, stamp = await self._count_here(key, item.amount, window, count)
             counted = ""

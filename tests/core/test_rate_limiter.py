@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from limits import parse
 
-from core.helpers.cache import Cache, InMemoryBackend
+from core.helpers.cache import Cache, InMemoryBackend, RedisBackend
 from core.helpers.rate_limiter import rate_limiter
 from tests.servers import ServerStack
 
@@ -94,3 +94,21 @@ async def test_when_redis_stops_counting_goes_on_from_this_processs_hits(
 
     assert [(hit.allowed, hit.remaining) for hit in during] == [(True, 0), (False, 0)]
     assert after_take_back.allowed
+
+
+async def test_the_record_never_holds_more_than_redis_does(stack: ServerStack) -> None:
+    item = parse("2/minute")
+    counted = await rate_limiter.hit(item, "cleared-elsewhere")
+    await rate_limiter.hit(item, "cleared-elsewhere")
+    # A success through another process clears the count in Redis, not this process's record.
+    backend = Cache.backend
+    assert isinstance(backend, RedisBackend)
+    await backend.client.delete(counted.key)
+    assert (await rate_limiter.peek(item, "cleared-elsewhere")).remaining == 2
+    stack.redis.stop()
+    try:
+        during = await rate_limiter.hit(item, "cleared-elsewhere")
+    finally:
+        stack.redis.start()
+
+    assert (during.allowed, during.remaining) == (True, 1)
