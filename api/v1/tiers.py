@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
-from fastapi.routing import iter_route_contexts
 
 from app.tier import (
     RATE_LIMIT_LIST,
@@ -24,7 +23,7 @@ from core.fastapi.dependencies import (
     PermissionDependency,
     RateLimit,
     RowId,
-    is_rate_limited,
+    rate_limited_templates,
 )
 from core.fastapi.lists import ListQuery, Page
 
@@ -68,9 +67,8 @@ async def list_tiers(query: Annotated[ListQuery, Depends(TIER_LIST.dependency)])
 async def add_rate_limit(name: TierName, body: RateLimitCreate, request: Request) -> TierRateLimit:
     """Limit one route (by its path template) for the tier's callers; applies at once."""
     # A typo, or a route without RateLimit, would limit nothing and look as if it did.
-    routes = iter_route_contexts(request.app.routes)
-    # The template RateLimit keys on (route_template): `{id}`, even where the path says `{id:int}`.
-    if body.path not in {route.path_format for route in routes if is_rate_limited(route)}:
+    # The template RateLimit keys on: `{id}`, even where the path says `{id:int}`.
+    if body.path not in rate_limited_templates(request.app):
         raise UnknownPathException(f"No rate-limited route has the path template {body.path}.")
     return await tier_service.add_rate_limit(name, body)
 

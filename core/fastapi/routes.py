@@ -13,8 +13,15 @@ from starlette.types import Scope
 
 
 class _Routes(NamedTuple):
+    contexts: tuple[Any, ...]  # each route with the prefixes it was included under
     by_route: dict[int, str]  # id(route) -> template; the app holds its routes, so ids stay
     by_path: tuple[tuple[re.Pattern[str], set[str] | None, str], ...]
+
+
+def route_contexts(app: Any) -> tuple[Any, ...]:
+    """The app's routes as `route_template` sees them (FastAPI's route contexts: `path_format`,
+    `dependant`, ...), so what names a route elsewhere agrees with it."""
+    return _routes(app).contexts
 
 
 def route_template(scope: Scope) -> str | None:
@@ -41,10 +48,11 @@ def route_template(scope: Scope) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _routes(app: Any) -> _Routes:
     # Built at an app's first request: its routes are all in place by then.
+    contexts = tuple(iter_route_contexts(app.routes))
     by_route: dict[int, str] = {}
     by_path = []
-    for context in iter_route_contexts(app.routes):
+    for context in contexts:
         if context.path and context.path_format:
             by_route.setdefault(id(context.original_route), context.path_format)
             by_path.append((compile_path(context.path)[0], context.methods, context.path_format))
-    return _Routes(by_route, tuple(by_path))
+    return _Routes(contexts, by_route, tuple(by_path))

@@ -143,7 +143,7 @@ class RateLimiter:
             await self.record.set(key, kept.tobytes(), window / 1_000_000)
         else:
             await self.record.delete(key)
-        return stamp if stamp in kept else 0
+        return stamp if kept else 0  # the newest stamp is kept whenever any is
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
         key, window = _key(item, identifiers), item.get_expiry() * 1_000_000

@@ -13,7 +13,7 @@ from limits import RateLimitItem, RateLimitItemPerSecond
 
 from core.config import config, parse_limit
 from core.exceptions import TooManyRequestsException
-from core.fastapi.routes import route_template
+from core.fastapi.routes import route_contexts, route_template
 from core.fastapi.schemas.current_user import ANONYMOUS, CurrentUser, TierLimits
 from core.helpers.rate_limiter import caller_address, rate_limiter
 from core.security.auth_state import queries
@@ -79,6 +79,12 @@ def is_rate_limited(route: Any) -> bool:
     )
 
 
+def rate_limited_templates(app: Any) -> set[str]:
+    """The path templates a tier's limit can name: those RateLimit keys on, of the app's routes
+    that have one (from the walk `route_template` reads)."""
+    return {route.path_format for route in route_contexts(app) if is_rate_limited(route)}
+
+
 async def _tier_limits(tier: str) -> TierLimits:
     try:
         return await queries.tier_limits(tier) if queries.tier_limits else ()
@@ -88,4 +94,4 @@ async def _tier_limits(tier: str) -> TierLimits:
         return ()
 
 
-__all__ = ["RateLimit", "RateLimitedException", "is_rate_limited"]
+__all__ = ["RateLimit", "RateLimitedException", "is_rate_limited", "rate_limited_templates"]
