@@ -7,8 +7,10 @@ so one scrape of any worker reports them all.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
+from typing import TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.db import databases
 from core.fastapi.routes import route_template
+
+T = TypeVar("T", Counter, Gauge, Histogram)
 
 METRICS_PATH = "/metrics"
 # The `route` label of requests no route matched: one series, whatever the paths.
@@ -62,6 +66,13 @@ RATE_LIMIT_REJECTIONS = Counter(
 _pools_read_at = 0.0
 
 
+@functools.cache
+def series(metric: T, *labels: str) -> T:
+    """One labelled series of `metric`, looked up once: labels() costs more than what a request
+    then records. Every label here takes a bounded set of values."""
+    return metric.labels(*labels)
+
+
 def refresh_pool_metrics() -> None:
     """Set the pool gauges from this process's writer and reader pools (public pool API)."""
     global _pools_read_at
@@ -96,8 +107,6 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # Each (method, route, status)'s series, looked up once: labels() costs more than observe().
-        self._series: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,11 +131,10 @@ class MetricsMiddleware:
         finally:
             REQUESTS_IN_PROGRESS.dec()
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (method, route_template(scope) or UNMATCHED_ROUTE, status)
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = REQUEST_DURATION.labels(key[0], key[1], str(status))
-            series.observe(time.perf_counter() - started)
+            route = route_template(scope) or UNMATCHED_ROUTE
+            series(REQUEST_DURATION, method, route, str(status)).observe(
+                time.perf_counter() - started
+            )
             if status == 429:  # every limit answers so: RateLimit and the account throttles
                 RATE_LIMIT_REJECTIONS.inc()
             if time.monotonic() - _pools_read_at > POOL_REFRESH_SECONDS:

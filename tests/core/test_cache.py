@@ -16,6 +16,7 @@ from core.helpers.cache import (
     CacheManager,
     CacheTag,
     ChangeNotPropagatedException,
+    DefaultKeyMaker,
     InMemoryBackend,
     RedisBackend,
 )
@@ -70,6 +71,29 @@ async def test_argument_values_make_the_key(cache: CacheManager) -> None:
     ]
     assert await double(1, factor=3) == 3
     assert calls.seen == [1, 2, 1]
+
+
+async def _by_position_or_name(user_id: int, limit: int = 10, sort: str = "id") -> None: ...
+
+
+async def _keyword_only(user_id: int, *, limit: int = 10) -> None: ...
+
+
+@pytest.mark.parametrize("function", [_by_position_or_name, _keyword_only])
+def test_a_call_has_one_key_however_its_arguments_are_passed(function: Any) -> None:
+    make = DefaultKeyMaker().make
+    keys = {
+        make(function, (1,), {}, frozenset()),
+        make(function, (), {"user_id": 1}, frozenset()),
+        make(function, (1,), {"limit": 10}, frozenset()),
+        make(function, (), {"limit": 10, "user_id": 1}, frozenset()),
+    }
+    assert len(keys) == 1
+    assert make(function, (1,), {"limit": 11}, frozenset()) not in keys
+    assert make(function, (2,), {}, frozenset()) not in keys
+    for args, kwargs in [((), {}), ((1,), {"user_id": 1}), ((1,), {"other": 1})]:
+        with pytest.raises(TypeError):  # as calling the function so would
+            make(function, args, kwargs, frozenset())
 
 
 @pytest.mark.parametrize("falsy", [None, 0, False, [], {}, ""])

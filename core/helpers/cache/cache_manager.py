@@ -50,9 +50,10 @@ from core.helpers.cache.local_copies import LocalCopies
 from core.helpers.cache.memory_backend import InMemoryBackend
 from core.helpers.cache.redis_backend import RedisBackend
 from core.helpers.single_flight import SingleFlight
-from core.metrics import CACHE_REQUESTS
+from core.metrics import CACHE_REQUESTS, series
 
 logger = logging.getLogger(__name__)
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -213,7 +214,7 @@ class CacheManager:
         call_key = self.key_maker.make(spec.function, args, kwargs, spec.exclude)
         copies = self._copies
         if copies.usable() and (copy := await copies.get(spec.head, call_key)) is not None:
-            CACHE_REQUESTS.labels("hit").inc()
+            series(CACHE_REQUESTS, "hit").inc()
             return Fetched(spec.adapter.validate_json(copy), True, False)
         # Concurrent identical calls share one backend read and one run of the function (in the
         # first caller's unit of work): not one that began before a change with those after
@@ -243,7 +244,7 @@ class CacheManager:
         if read is not None and read.value:
             try:
                 value = spec.adapter.validate_json(read.value)
-                CACHE_REQUESTS.labels("hit").inc()
+                series(CACHE_REQUESTS, "hit").inc()
                 if not read.held:
                     # Never beyond the entry's own expiry: the bound on a change that got a 503.
                     ttl = read.ttl or spec.ttl
@@ -252,7 +253,7 @@ class CacheManager:
             except ValueError:
                 logger.warning("unreadable cache entry for %s; recomputing", spec.namespace)
                 read = None
-        CACHE_REQUESTS.labels("miss" if read is not None else "error").inc()
+        series(CACHE_REQUESTS, "miss" if read is not None else "error").inc()
         value = await spec.function(*args, **kwargs)
         if (
             read is not None
