@@ -84,7 +84,8 @@ class Idempotent:
             return _response(await call(), model, status_code)
         # Keyed: a plain hash of a body holding a password could be brute-forced from Redis.
         secret = config.JWT_SECRET_KEY.encode()
-        fingerprint = hmac.new(secret, await self.request.body(), hashlib.sha256).hexdigest()
+        payload = _canonical(await self.request.body())
+        fingerprint = hmac.new(secret, payload, hashlib.sha256).hexdigest()
         # From the scope: Starlette's `request.user` refuses apps without an auth middleware.
         user_id = getattr(self.request.scope.get("user"), "id", None)
         caller = f"user:{user_id}" if user_id else f"ip:{request_address(self.request)}"
@@ -130,6 +131,14 @@ class Idempotent:
                 # Nothing was saved: the client may retry with the key.
                 await _forget(store)
             raise
+
+
+def _canonical(body: bytes) -> bytes:
+    """The body as sorted, compact JSON: a retry serialised by another client is the same."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
 
 
 def _response(value: Any, model: type[BaseModel], status_code: int) -> Response:

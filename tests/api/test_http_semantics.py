@@ -277,6 +277,24 @@ async def test_the_same_key_and_body_replays_the_first_answer(
     assert count == "1"
 
 
+async def test_the_same_json_written_otherwise_replays_too(
+    client: AsyncClient, stack: ServerStack
+) -> None:
+    body = registration()
+    headers = {"Idempotency-Key": "same-json", "content-type": "application/json"}
+    # A retry serialised by another library: other key order, other whitespace.
+    reordered = orjson.dumps(dict(reversed(body.items()))).replace(b",", b", ")
+
+    first = await client.post(USERS, content=orjson.dumps(body), headers=headers)
+    again = await client.post(USERS, content=reordered, headers=headers)
+
+    assert first.status_code == 201
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["idempotency-replayed"] == "true"
+    count = stack.primary.psql(f"SELECT count(*) FROM users WHERE email = '{body['email']}'")
+    assert count == "1"
+
+
 async def test_a_key_s_record_holds_no_plain_hash_of_the_body(
     client: AsyncClient, stack: ServerStack
 ) -> None:
