@@ -202,6 +202,9 @@ class Settings(BaseSettings):
             problems.append("FORWARDED_ALLOW_IPS is *: name the proxies whose headers to believe")
         if self.WRITER_DB_URL and self.WRITER_DB_URL.startswith("sqlite"):
             problems.append("WRITER_DB_URL points at SQLite, which is for local use only")
+        if self.CELERY_TASK_ALWAYS_EAGER:
+            # Every task would run inside the request that sends it: no queue, no retries.
+            problems.append("CELERY_TASK_ALWAYS_EAGER is on: run workers against a broker")
         if self.MAIL_BACKEND == "console":
             # Its log lines carry reset links: whoever reads the log could take over accounts.
             problems.append("MAIL_BACKEND is console, which writes account links to the log")

@@ -125,6 +125,15 @@ def test_prod_refuses_to_write_account_links_to_the_log(monkeypatch: pytest.Monk
 
 
 @pytest.mark.usefixtures("unconfigured")
+def test_prod_refuses_to_run_tasks_inside_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_prod_settings(monkeypatch, secret="s" * 64)
+
+    with pytest.raises(ConfigError, match="CELERY_TASK_ALWAYS_EAGER is on"):
+        load_config(ENV="prod", CELERY_TASK_ALWAYS_EAGER=True)
+    assert load_config(ENV="prod").CELERY_TASK_ALWAYS_EAGER is False
+
+
+@pytest.mark.usefixtures("unconfigured")
 def test_debug_means_debug_logs_unless_a_level_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOG_LEVEL", raising=False)
     assert Settings(ENV="local", DEBUG=True).LOG_LEVEL == "DEBUG"
