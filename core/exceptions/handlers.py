@@ -24,6 +24,7 @@ from core.exceptions import (
     DatabaseNotMigratedException,
     DatabaseUnavailableException,
 )
+from core.fastapi.routes import allowed_methods
 from core.logging import logged_path
 
 logger = logging.getLogger(__name__)
@@ -140,8 +141,11 @@ async def _http(request: Request, exc: StarletteHTTPException) -> Response:
     # Starlette's default detail is the title as the running Python words it: no sentence.
     given = exc.detail not in (None, "", title, HTTPStatus(exc.status_code).phrase)
     detail = exc.detail if given else default
-    headers = dict(exc.headers) if exc.headers else None
-    return problem_response(exc.status_code, code, detail, headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    methods = allowed_methods(request.scope) if exc.status_code == 405 else None
+    if methods:
+        headers["Allow"] = ", ".join(sorted(methods))
+    return problem_response(exc.status_code, code, detail, headers=headers or None)
 
 
 def _sqlstate(error: sa_exc.DBAPIError) -> str:

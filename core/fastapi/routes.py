@@ -1,5 +1,5 @@
 """The template of the route a request matched, with the prefixes it was included under: what
-metrics label a request with and what a tier's rate limit names."""
+metrics label a request with and what a tier's rate limit names; and the methods a path answers."""
 
 from __future__ import annotations
 
@@ -43,6 +43,18 @@ def route_template(scope: Scope) -> str | None:
         ),
         None,
     )
+
+
+def allowed_methods(scope: Scope) -> set[str]:
+    """Every method some route at the request's path answers: the `Allow` of a 405, which
+    Starlette takes from the first such route alone."""
+    path = scope.get("path", "")
+    return {
+        method
+        for regex, methods, _ in _routes(scope["app"]).by_path
+        if methods and regex.match(path)
+        for method in methods
+    }
 
 
 @functools.lru_cache(maxsize=8)

@@ -39,6 +39,14 @@ async def test_wrong_method_is_a_problem_405_with_allow(client: AsyncClient) -> 
     assert "GET" in response.headers["allow"]
 
 
+async def test_allow_names_every_method_the_url_answers(client: AsyncClient) -> None:
+    # Two routes share the path: listing (GET) and creating (POST).
+    response = await client.put("/api/v1/posts")
+
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST"}
+
+
 async def test_malformed_json_is_a_problem_400(client: AsyncClient) -> None:
     response = await client.post(
         "/api/v1/users", content=b'{"email": ', headers={"content-type": "application/json"}
