@@ -29,6 +29,7 @@ def include_routers(app: FastAPI) -> None:
     add_routes(app, health_router)
     for router in v1_routers:
         add_routes(app, router, prefix=V1_PREFIX)
+    answer_head(app)
 
 
 def add_routes(app: FastAPI, router: APIRouter, prefix: str = "") -> None:
@@ -44,4 +45,19 @@ def add_routes(app: FastAPI, router: APIRouter, prefix: str = "") -> None:
         )
 
 
-__all__ = ["add_routes", "include_routers"]
+def answer_head(app: FastAPI) -> None:
+    """A HEAD route for each GET route at a path with none (RFC 9110: whoever answers GET
+    answers HEAD; FastAPI, unlike Starlette, adds none): the same route out of the schema, whose
+    body the server leaves out. Added last, so a route's own HEAD comes first."""
+    routes = [(r, r.methods or set()) for r in app.router.routes if isinstance(r, APIRoute)]
+    answered = {route.path for route, methods in routes if "HEAD" in methods}
+    for route, methods in routes:
+        if "GET" in methods and route.path not in answered:
+            options = {name: getattr(route, name) for name in _ROUTE_OPTIONS}
+            options |= {"methods": ["HEAD"], "include_in_schema": False}
+            app.router.add_api_route(
+                route.path, route.endpoint, route_class_override=type(route), **options
+            )
+
+
+__all__ = ["add_routes", "answer_head", "include_routers"]

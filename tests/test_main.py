@@ -286,6 +286,12 @@ def test_a_fresh_clone_serves_at_once_and_persists_across_restarts(tmp_path: Pat
         )
         assert again.status_code == 200
         assert again.json() == created.json()
+        # What an uptime check or a link checker sends: GET's status and headers, no body.
+        head = httpx.head(f"{base_url}/api/v1/users/me", headers=again.request.headers)
+        assert (head.status_code, head.content) == (200, b"")
+        assert head.headers["etag"] == again.headers["etag"]
+        assert head.headers["content-length"] == str(len(again.content))
+        assert httpx.head(f"{base_url}/health").status_code == 200
     finally:
         stop(server)
     assert (tmp_path / "app.db").exists()

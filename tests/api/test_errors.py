@@ -44,7 +44,7 @@ async def test_allow_names_every_method_the_url_answers(client: AsyncClient) -> 
     response = await client.put("/api/v1/posts")
 
     assert response.status_code == 405
-    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST"}
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
 
 
 async def test_malformed_json_is_a_problem_400(client: AsyncClient) -> None:

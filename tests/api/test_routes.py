@@ -35,6 +35,7 @@ def test_the_app_serves_exactly_what_include_router_would() -> None:
     what a route carries fails here."""
     from fastapi.routing import APIRoute
 
+    from api import answer_head
     from api.health import router as health_router
     from api.v1 import V1_PREFIX, v1_routers
     from app.server import create_app
@@ -44,10 +45,14 @@ def test_the_app_serves_exactly_what_include_router_would() -> None:
     included.include_router(health_router)
     for router in v1_routers:
         included.include_router(router, prefix=V1_PREFIX)
+    answer_head(included)
 
     document, expected = served.openapi(), included.openapi()
     assert document["paths"] == expected["paths"]
     assert document["components"] == expected["components"]
     flat = [route for route in served.routes if isinstance(route, APIRoute)]
-    assert len(flat) == sum(len(r.routes) for r in [health_router, *v1_routers])
+    gets = {route.path for route in flat if "GET" in (route.methods or ())}
+    heads = [route for route in flat if route.methods == {"HEAD"}]
+    assert sorted(route.path for route in heads) == sorted(gets)  # one HEAD per GET path
+    assert len(flat) - len(heads) == sum(len(r.routes) for r in [health_router, *v1_routers])
     assert all(route.dependency_overrides_provider is served for route in flat)
