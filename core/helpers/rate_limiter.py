@@ -1,7 +1,8 @@
 """A sliding window in one Lua script: atomic, on the Redis server's clock (API processes with
 skewed clocks agree), one round trip that counts and returns what is left (`limits` needs two:
 `hit`, then `get_window_stats`). While Redis cannot answer, the same counting runs in this
-process, on the record it keeps of its own hits. Each key holds the times of the hits in its
+process, on the record it keeps of its own hits, and the hits counted meanwhile are handed to
+Redis with the next call it answers. Each key holds the times of the hits in its
 window, so a count lasts the whole window, which the login throttle's "attempts without a
 success in the window" relies on."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
 import time
 from array import array
 from bisect import bisect_right
@@ -27,12 +29,18 @@ from core.helpers.cache.redis_backend import RedisBackend
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: a sorted set of the window's hits (µs). ARGV: limit, window (µs), 1 to count or 0 to
-# look. Returns (fits, hits in the window, µs until the oldest leaves it, the hit counted or "");
-# `RateLimiter._count_here` mirrors it.
+# look, a token unique to the call, then the ages (µs) of hits this process counted while Redis
+# could not answer, added first. Returns (fits, hits in the window, µs until the oldest leaves
+# it, the hit counted or ""); `RateLimiter._count_here` mirrors it.
 _SLIDING_WINDOW = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 5, #ARGV do
+  local at = now - tonumber(ARGV[i])
+  redis.call('ZADD', KEYS[1], at, string.format('%.0f:%s:%d', at, ARGV[4], i))
+end
+if #ARGV > 4 then redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local hits = redis.call('ZCARD', KEYS[1])
 local allowed = hits < limit
@@ -46,6 +54,10 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
 return {allowed and 1 or 0, hits, oldest and (oldest + window - now) or 0, counted}
 """
+
+
+# The record's entry of the hits Redis has not heard of (counted while it could not answer).
+_UNHEARD = "unheard:"
 
 
 class Hit(NamedTuple):
@@ -147,9 +159,14 @@ class RateLimiter:
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
         key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
+        # Taken before the call, so two calls at once do not both hand them over.
+        unheard, now = await self._window_here(_UNHEARD + key, window)
+        if unheard:
+            await self.record.delete(_UNHEARD + key)
+        ages = [now - stamp for stamp in unheard]
         shared, answer = await self._shared(
             lambda redis: redis.register_script(_SLIDING_WINDOW)(
-                [key], [item.amount, window, int(count)]
+                [key], [item.amount, window, int(count), os.urandom(8).hex(), *ages]
             )
         )
         if shared:
@@ -159,6 +176,11 @@ class RateLimiter:
         else:
             allowed, hits, reset, stamp = await self._count_here(key, item.amount, window, count)
             counted = ""
+            # Kept to hand over when Redis answers again; else the hit would be free then.
+            stamps, _ = await self._window_here(_UNHEARD + key, window)
+            stamps = array("q", sorted([*unheard, *stamps, *([stamp] if stamp else [])]))
+            if stamps:
+                await self.record.set(_UNHEARD + key, stamps.tobytes(), window / 1_000_000)
         return Hit(
             bool(allowed),
             max(0, item.amount - hits),
@@ -182,15 +204,17 @@ class RateLimiter:
         if hit.counted:
             await self._shared(lambda redis: redis.zrem(hit.key, hit.counted))
         if hit.stamp:
-            stamps = array("q", await self.record.get(hit.key) or b"")
-            if hit.stamp in stamps:
-                stamps.remove(hit.stamp)
-                await self.record.set(hit.key, stamps.tobytes(), item.get_expiry())
+            for key in (hit.key, _UNHEARD + hit.key):
+                stamps = array("q", await self.record.get(key) or b"")
+                if hit.stamp in stamps:
+                    stamps.remove(hit.stamp)
+                    await self.record.set(key, stamps.tobytes(), item.get_expiry())
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         key = _key(item, identifiers)
         await self._shared(lambda redis: redis.delete(key))
         await self.record.delete(key)
+        await self.record.delete(_UNHEARD + key)
 
 
 rate_limiter = RateLimiter()

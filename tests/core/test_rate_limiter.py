@@ -112,3 +112,26 @@ async def test_the_record_never_holds_more_than_redis_does(stack: ServerStack) -
         stack.redis.start()
 
     assert (during.allowed, during.remaining) == (True, 1)
+
+
+async def test_hits_counted_while_redis_was_down_still_count_once_it_is_back(
+    stack: ServerStack,
+) -> None:
+    item = parse("3/minute")
+    backend = Cache.backend
+    assert isinstance(backend, RedisBackend)
+    stack.redis.stop()
+    try:
+        during = [await rate_limiter.hit(item, "handed-over") for _ in range(2)]
+    finally:
+        stack.redis.start()
+    await asyncio.sleep(backend.outage.seconds)  # until the backend tries Redis again
+    # Redis never saw the two hits: unless it hears of them now, they are free again.
+    after = [await rate_limiter.hit(item, "handed-over") for _ in range(2)]
+    elsewhere = await rate_limiter.peek(item, "handed-over")
+
+    assert [hit.allowed for hit in during] == [True, True]
+    assert [(hit.allowed, hit.remaining) for hit in after] == [(True, 0), (False, 0)]
+    assert not elsewhere.allowed
+    assert not rate_limiter.degraded  # counted in Redis, where every process sees them
+    assert await backend.client.zcard(after[0].key) == 3
