@@ -14,7 +14,7 @@ import math
 import os
 import time
 from array import array
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -29,28 +29,27 @@ from core.helpers.cache.redis_backend import RedisBackend
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: a sorted set of the window's hits (µs). ARGV: limit, window (µs), 1 to count or 0 to
-# look, a token unique to the call, then the ages (µs) of hits this process counted while Redis
-# could not answer, added first. Returns (fits, hits in the window, µs until the oldest leaves
-# it, the hit counted or ""); `RateLimiter._count_here` mirrors it.
+# look, the name of the hit to count, then (age in µs, name) of each hit this process counted
+# while Redis could not answer, added first: a hit handed over twice is still one. Returns
+# (fits, hits in the window, µs until the oldest leaves it, the hit counted or "");
+# `RateLimiter._count_here` mirrors it.
 _SLIDING_WINDOW = """
 local clock = redis.call('TIME')
 local now = clock[1] * 1000000 + clock[2]
 local limit, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 5, #ARGV do
-  local at = now - tonumber(ARGV[i])
-  redis.call('ZADD', KEYS[1], at, string.format('%.0f:%s:%d', at, ARGV[4], i))
+for i = 5, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[i]), ARGV[i + 1])
 end
-if #ARGV > 4 then redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local hits = redis.call('ZCARD', KEYS[1])
 local allowed = hits < limit
 local counted = ''
 if allowed and ARGV[3] == '1' then
-  counted = string.format('%.0f:%d', now, hits)
+  counted = ARGV[4]
   redis.call('ZADD', KEYS[1], now, counted)
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
   hits = hits + 1
 end
+if counted ~= '' or #ARGV > 4 then redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000)) end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
 return {allowed and 1 or 0, hits, oldest and (oldest + window - now) or 0, counted}
 """
@@ -65,7 +64,7 @@ class Hit(NamedTuple):
     remaining: int
     reset_in: int  # seconds until the oldest hit leaves the window: a refused caller's wait
     key: str = ""
-    counted: str = ""  # the hit this call counted in Redis, for `take_back`; "" if none
+    counted: str = ""  # the hit's name in Redis (now or once it hears), for `take_back`
     stamp: int = 0  # the same hit in this process's own record (µs); 0 if none
 
 
@@ -96,6 +95,9 @@ class RateLimiter:
         # Whether counts are kept per process since Redis last failed to answer.
         self.degraded = False
         self._said_local = False
+        # A hit's name in Redis is this process's name and its stamp.
+        self._name = os.urandom(6).hex()
+        self._last = 0
 
     async def _shared(self, call: Callable[[Redis], Awaitable[Any]]) -> tuple[bool, Any]:
         """(True, what `call` gave in the cache's Redis), or (False, None) where there is none
@@ -118,33 +120,44 @@ class RateLimiter:
             logger.info("rate limits are counted per process: the cache backend is not Redis")
         return False, None
 
-    async def _window_here(self, key: str, window: int) -> tuple[array[int], int]:
-        """This process's stamps of `key` still in the window, and the time now (µs)."""
-        # The process's own clock: a stamp never leaves it, and a step of the wall clock would
-        # put the stamps out of order.
-        now = time.monotonic_ns() // 1000
+    def _now(self) -> int:
+        """This process's clock (µs), never the same twice, so a stamp names one hit."""
+        # Not the wall clock: a step of it would put the stamps out of order.
+        self._last = max(time.monotonic_ns() // 1000, self._last + 1)
+        return self._last
+
+    async def _window_here(self, key: str, window: int, now: int) -> array[int]:
+        """This process's stamps of `key` still in the window."""
         stamps = array("q", await self.record.get(key) or b"")
         # Stamps are in order: drop the expired ones in one slice, not one by one.
-        return stamps[bisect_right(stamps, now - window) :], now
+        return stamps[bisect_right(stamps, now - window) :]
+
+    async def _add_here(self, key: str, window: int, now: int, stamp: int) -> array[int]:
+        stamps = await self._window_here(key, window, now)
+        insort(stamps, stamp)  # a call that began earlier may end later
+        await self.record.set(key, stamps.tobytes(), window / 1_000_000)
+        return stamps
 
     async def _count_here(
-        self, key: str, limit: int, window: int, count: bool
+        self, key: str, limit: int, window: int, count: bool, now: int
     ) -> tuple[bool, int, int, int]:
         """The sliding window over this process's record: (fits, hits, µs until the oldest
         leaves, the hit's stamp or 0). The in-memory store never waits, so this is atomic."""
-        stamps, now = await self._window_here(key, window)
+        stamps = await self._window_here(key, window, now)
         allowed, stamp = len(stamps) < limit, 0
         if allowed and count:
-            stamps.append(now)
+            stamps = await self._add_here(key, window, now, now)
             stamp = now
-            await self.record.set(key, stamps.tobytes(), window / 1_000_000)
+            # Kept apart too, for Redis to hear when it answers: else the hit is free again.
+            await self._add_here(_UNHEARD + key, window, now, now)
         return allowed, len(stamps), stamps[0] + window - now if stamps else 0, stamp
 
     async def _follow(self, key: str, window: int, hits: int, counted: bool) -> int:
         """Bring the record in line with what Redis answered: the hit it counted, and never
         more hits than Redis holds (a success through another process may have cleared
         them); the hit's stamp, or 0."""
-        stamps, now = await self._window_here(key, window)
+        now = self._now()
+        stamps = await self._window_here(key, window, now)
         stamp = 0
         if counted:
             stamps.append(now)
@@ -157,30 +170,37 @@ class RateLimiter:
             await self.record.delete(key)
         return stamp if kept else 0  # the newest stamp is kept whenever any is
 
+    async def _forget_heard(self, key: str, window: int, heard: array[int]) -> None:
+        # Only those Redis heard: a call that failed meanwhile may have added its own.
+        left = [s for s in await self._window_here(key, window, self._now()) if s not in heard]
+        if left:
+            await self.record.set(key, array("q", left).tobytes(), window / 1_000_000)
+        else:
+            await self.record.delete(key)
+
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
-        key, window = _key(item, identifiers), item.get_expiry() * 1_000_000
-        # Taken before the call, so two calls at once do not both hand them over.
-        unheard, now = await self._window_here(_UNHEARD + key, window)
-        if unheard:
-            await self.record.delete(_UNHEARD + key)
-        ages = [now - stamp for stamp in unheard]
+        key, window, now = _key(item, identifiers), item.get_expiry() * 1_000_000, self._now()
+        name = f"{self._name}:{now}"
+        # Under the names they were counted with: a hit Redis did count before its answer was
+        # lost is not counted twice, nor is one two calls at once both hand over.
+        unheard = await self._window_here(_UNHEARD + key, window, now)
+        handed = [part for stamp in unheard for part in (now - stamp, f"{self._name}:{stamp}")]
         shared, answer = await self._shared(
             lambda redis: redis.register_script(_SLIDING_WINDOW)(
-                [key], [item.amount, window, int(count), os.urandom(8).hex(), *ages]
+                [key], [item.amount, window, int(count), name, *handed]
             )
         )
         if shared:
             allowed, hits, reset, counted = answer
             counted = counted.decode() if isinstance(counted, bytes) else counted
             stamp = await self._follow(key, window, hits, bool(counted))
+            if unheard:
+                await self._forget_heard(_UNHEARD + key, window, unheard)
         else:
-            allowed, hits, reset, stamp = await self._count_here(key, item.amount, window, count)
-            counted = ""
-            # Kept to hand over when Redis answers again; else the hit would be free then.
-            stamps, _ = await self._window_here(_UNHEARD + key, window)
-            stamps = array("q", sorted([*unheard, *stamps, *([stamp] if stamp else [])]))
-            if stamps:
-                await self.record.set(_UNHEARD + key, stamps.tobytes(), window / 1_000_000)
+            allowed, hits, reset, stamp = await self._count_here(
+                key, item.amount, window, count, now
+            )
+            counted = name if stamp else ""
         return Hit(
             bool(allowed),
             max(0, item.amount - hits),

@@ -135,3 +135,24 @@ async def test_hits_counted_while_redis_was_down_still_count_once_it_is_back(
     assert not elsewhere.allowed
     assert not rate_limiter.degraded  # counted in Redis, where every process sees them
     assert await backend.client.zcard(after[0].key) == 3
+
+
+async def test_a_hit_redis_heard_of_late_is_one_hit_and_can_be_taken_back(
+    stack: ServerStack,
+) -> None:
+    item = parse("5/minute")
+    backend = Cache.backend
+    assert isinstance(backend, RedisBackend)
+    stack.redis.stop()
+    try:
+        lost, kept = [await rate_limiter.hit(item, "heard-late") for _ in range(2)]
+    finally:
+        stack.redis.start()
+    await asyncio.sleep(backend.outage.seconds)
+    # As if Redis had counted `lost` and only its answer had gone missing.
+    await backend.client.zadd(lost.key, {lost.counted: 1})
+    await rate_limiter.peek(item, "heard-late")  # hands both over
+    await rate_limiter.take_back(item, kept)
+
+    assert await backend.client.zrange(lost.key, 0, -1) == [lost.counted.encode()]
+    assert (await rate_limiter.peek(item, "heard-late")).remaining == 4
