@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from limits import parse
+from limits import RateLimitItem, parse
 
 from core.helpers.cache import Cache, InMemoryBackend, RedisBackend
-from core.helpers.rate_limiter import rate_limiter
+from core.helpers.rate_limiter import Hit, rate_limiter
 from tests.servers import ServerStack
 
 
@@ -114,21 +114,31 @@ async def test_the_record_never_holds_more_than_redis_does(stack: ServerStack) -
     assert (during.allowed, during.remaining) == (True, 1)
 
 
-async def test_hits_counted_while_redis_was_down_still_count_once_it_is_back(
-    stack: ServerStack,
-) -> None:
-    item = parse("3/minute")
+async def hits_while_redis_is_down(
+    stack: ServerStack, item: RateLimitItem, name: str, times: int
+) -> list[Hit]:
+    """`times` hits counted while Redis is stopped; back when this returns, and tried again."""
     backend = Cache.backend
     assert isinstance(backend, RedisBackend)
     stack.redis.stop()
     try:
-        during = [await rate_limiter.hit(item, "handed-over") for _ in range(2)]
+        hits = [await rate_limiter.hit(item, name) for _ in range(times)]
     finally:
         stack.redis.start()
-    await asyncio.sleep(backend.outage.seconds)  # until the backend tries Redis again
+    await asyncio.sleep(backend.outage.seconds)
+    return hits
+
+
+async def test_hits_counted_while_redis_was_down_still_count_once_it_is_back(
+    stack: ServerStack,
+) -> None:
+    item = parse("3/minute")
+    during = await hits_while_redis_is_down(stack, item, "handed-over", 2)
     # Redis never saw the two hits: unless it hears of them now, they are free again.
     after = [await rate_limiter.hit(item, "handed-over") for _ in range(2)]
     elsewhere = await rate_limiter.peek(item, "handed-over")
+    backend = Cache.backend
+    assert isinstance(backend, RedisBackend)
 
     assert [hit.allowed for hit in during] == [True, True]
     assert [(hit.allowed, hit.remaining) for hit in after] == [(True, 0), (False, 0)]
@@ -141,14 +151,9 @@ async def test_a_hit_redis_heard_of_late_is_one_hit_and_can_be_taken_back(
     stack: ServerStack,
 ) -> None:
     item = parse("5/minute")
+    lost, kept = await hits_while_redis_is_down(stack, item, "heard-late", 2)
     backend = Cache.backend
     assert isinstance(backend, RedisBackend)
-    stack.redis.stop()
-    try:
-        lost, kept = [await rate_limiter.hit(item, "heard-late") for _ in range(2)]
-    finally:
-        stack.redis.start()
-    await asyncio.sleep(backend.outage.seconds)
     # As if Redis had counted `lost` and only its answer had gone missing.
     await backend.client.zadd(lost.key, {lost.counted: 1})
     await rate_limiter.peek(item, "heard-late")  # hands both over
