@@ -148,8 +148,9 @@ class RateLimiter:
         if allowed and count:
             stamps = await self._add_here(key, window, now, now)
             stamp = now
-            # Kept apart too, for Redis to hear when it answers: else the hit is free again.
-            await self._add_here(_UNHEARD + key, window, now, now)
+            if isinstance(Cache.backend, RedisBackend):
+                # Kept apart too, for Redis to hear when it answers: else the hit is free again.
+                await self._add_here(_UNHEARD + key, window, now, now)
         return allowed, len(stamps), stamps[0] + window - now if stamps else 0, stamp
 
     async def _follow(self, key: str, window: int, hits: int, counted: bool) -> int:

@@ -161,3 +161,16 @@ async def test_a_hit_redis_heard_of_late_is_one_hit_and_can_be_taken_back(
 
     assert await backend.client.zrange(lost.key, 0, -1) == [lost.counted.encode()]
     assert (await rate_limiter.peek(item, "heard-late")).remaining == 4
+
+
+async def test_without_redis_the_record_keeps_each_hit_once() -> None:
+    shared = Cache.backend
+    Cache.init(backend=InMemoryBackend())
+    try:
+        hit = await rate_limiter.hit(parse("3/minute"), "memory-only")
+    finally:
+        Cache.init(backend=shared)
+
+    assert await rate_limiter.record.get(hit.key) is not None
+    # No copy kept for a Redis that is not there to hear of it.
+    assert await rate_limiter.record.get("unheard:" + hit.key) is None
