@@ -103,6 +103,8 @@ def create_app() -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # A slash redirect is built from the Host header the client sent: an open redirect.
+        redirect_slashes=False,
         # Spans come from core.tracing's instrumentation alone; FastAPI's own telemetry would
         # start by itself in any process that has a tracer provider.
         telemetry={"tracing": False, "metrics": False, "logs": False},

@@ -29,6 +29,9 @@ from core.logging import logged_path
 
 logger = logging.getLogger(__name__)
 
+# The most validation errors one answer lists.
+MAX_ERRORS = 50
+
 # Errors outside the driver's that mean "the database cannot be reached now".
 _DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.TimeoutError,
@@ -102,13 +105,17 @@ async def _custom(request: Request, exc: CustomException) -> Response:
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    found = exc.errors()
+    # The first ones only: a body of many bad fields must not buy a far larger answer.
     errors = [
         {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors()
+        for error in found[:MAX_ERRORS]
     ]
     if any(error["type"] == "json_invalid" for error in errors):
         return _malformed_json(errors)
     detail = "The request is not valid; see errors."
+    if len(found) > MAX_ERRORS:
+        detail = f"The request is not valid; see errors (the first {MAX_ERRORS} of {len(found)})."
     return problem_response(422, "VALIDATION_ERROR", detail, errors=errors)
 
 

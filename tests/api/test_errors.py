@@ -30,6 +30,28 @@ async def test_unknown_route_is_a_problem_404(client: AsyncClient) -> None:
     assert response.json()["error_code"] == "NOT_FOUND"
 
 
+async def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_host_sent(
+    client: AsyncClient,
+) -> None:
+    # A redirect would be built from the Host header: an open redirect behind most proxies.
+    response = await client.get("/api/v1/posts/", headers={"host": "evil.example"})
+
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    assert_problem(404, response.json(), response.headers["content-type"])
+
+
+async def test_a_body_of_many_bad_fields_gets_a_bounded_answer(client: AsyncClient) -> None:
+    body = {"email": "many@example.com", "password": "x" * 12} | {f"k{n}": n for n in range(500)}
+
+    response = await client.post("/api/v1/users", json=body)
+
+    assert response.status_code == 422
+    assert len(response.json()["errors"]) == 50
+    assert "the first 50 of" in response.json()["detail"]
+    assert len(response.content) < 10_000
+
+
 async def test_wrong_method_is_a_problem_405_with_allow(client: AsyncClient) -> None:
     response = await client.delete("/health")
 
