@@ -5,10 +5,20 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.fastapi.schemas.update import PartialUpdate
 from core.helpers.validators import MultilineText, PlainText
 
 Title = Annotated[PlainText, AfterValidator(str.strip), Field(min_length=1, max_length=200)]
-Body = Annotated[MultilineText, Field(min_length=1, max_length=20_000)]
+
+
+def _not_blank(value: str) -> str:
+    # Kept as sent (indentation may matter), but a body of only spaces is no body.
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Body = Annotated[MultilineText, AfterValidator(_not_blank), Field(min_length=1, max_length=20_000)]
 
 
 class PostCreate(BaseModel):
@@ -18,10 +28,8 @@ class PostCreate(BaseModel):
     body: Body
 
 
-class PostUpdate(BaseModel):
+class PostUpdate(PartialUpdate):
     """Only the fields that are sent change."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: Title | None = None
     body: Body | None = None

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.fastapi.schemas.update import PartialUpdate
 from core.helpers.validators import PlainText
 
 RoleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
@@ -25,10 +26,8 @@ class RoleCreate(BaseModel):
     )
 
 
-class RoleUpdate(BaseModel):
+class RoleUpdate(PartialUpdate):
     """Only the fields that are sent change."""
-
-    model_config = ConfigDict(extra="forbid")
 
     description: Description | None = None
     permissions: Annotated[list[PermissionCode], AfterValidator(_sorted_unique)] | None = Field(

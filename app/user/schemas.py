@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 
+from core.fastapi.schemas.update import PartialUpdate
 from core.helpers.validators import EncodableText, PlainText, encodable_text
 
 
@@ -34,10 +35,8 @@ class UserCreate(BaseModel):
     nickname: Nickname
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(PartialUpdate):
     """Only the fields that are sent change. A new password ends every session of the user."""
-
-    model_config = ConfigDict(extra="forbid")
 
     nickname: Nickname | None = None
     password: Password | None = None

@@ -21,6 +21,13 @@ _REFUSED = (
     ("a line separator", re.compile("[\u2028\u2029]")),
     ("a bidirectional formatting character", re.compile("[\u202a-\u202e\u2066-\u2069]")),
     ("a lone surrogate (not valid Unicode)", _LONE_SURROGATE),
+    # Shown as nothing, so text that looks empty or identical to another is not; the joiners
+    # U+200C and U+200D stay, as emoji sequences and several scripts are written with them.
+    (
+        "an invisible character",
+        re.compile("[\u00ad\u115f\u1160\u180e\u200b\u2060-\u2064\u3164\ufeff\uffa0]"),
+    ),
+    ("a noncharacter", re.compile("[\ufdd0-\ufdef\ufffe\uffff]")),
 )
 
 

@@ -99,6 +99,13 @@ REFUSED_IN_TEXT = {
     "pop-directional-isolate": "\\u2069",
     "lone-high-surrogate": "\\ud800",
     "lone-low-surrogate": "\\udc00",
+    "zero-width-space": "\\u200b",
+    "byte-order-mark": "\\ufeff",
+    "soft-hyphen": "\\u00ad",
+    "mongolian-vowel-separator": "\\u180e",
+    "word-joiner": "\\u2060",
+    "hangul-filler": "\\u3164",
+    "noncharacter": "\\uffff",
 }
 
 
@@ -117,6 +124,19 @@ async def test_a_nickname_that_cannot_be_stored_or_shown_faithfully_is_a_422(
     assert problem["error_code"] == "VALIDATION_ERROR"
     assert [error["loc"] for error in problem["errors"]] == [["body", "nickname"]]
     assert user_rows(stack, email) == "0"
+
+
+@pytest.mark.parametrize(
+    "nickname",
+    ["👩‍💻", "می‌خواهم", "Zoë א"],
+    ids=["emoji-sequence", "persian-non-joiner", "accents-and-hebrew"],
+)
+async def test_a_nickname_in_any_script_is_kept_as_sent(client: AsyncClient, nickname: str) -> None:
+    # The joiners (U+200D, U+200C) are visible in what they join: emoji, Persian, Indic scripts.
+    response = await client.post("/api/v1/users", json=registration() | {"nickname": nickname})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["nickname"] == nickname
 
 
 async def test_a_nickname_change_to_a_lone_surrogate_is_a_422_and_changes_nothing(

@@ -152,6 +152,8 @@ async def test_changing_a_post_that_does_not_exist_is_a_404(
         {"title": "two\nlines", "body": "b"},
         {"title": "t", "body": "nul \x00 inside"},
         {"title": "t", "body": "lone \ud800 surrogate"},
+        {"title": "\u180e", "body": "b"},
+        {"title": "t", "body": " \n\t "},
         {"title": "t" * 201, "body": "b"},
         {"title": "t", "body": "b", "author_id": 1},
         {"title": "t"},
@@ -183,6 +185,23 @@ async def listed(client: AsyncClient, **params: Any) -> list[int]:
         cursor = response.json()["next_cursor"]
         if cursor is None:
             return ids
+
+
+@pytest.mark.parametrize("body", [{"title": None}, {"body": None}, {"title": "t", "body": None}])
+async def test_a_field_sent_as_null_is_a_422_not_a_silent_no_op(
+    client: AsyncClient, stack: ServerStack, body: dict[str, Any]
+) -> None:
+    author = await signed_up(client)
+    created = await client.post(POSTS, json={"title": "kept", "body": "b"}, headers=author.headers)
+    post_id = created.json()["id"]
+
+    patched = await client.patch(f"{POSTS}/{post_id}", json=body, headers=author.headers)
+
+    assert patched.status_code == 422
+    assert ["body", next(k for k, v in body.items() if v is None)] in [
+        error["loc"] for error in patched.json()["errors"]
+    ]
+    assert stack.primary.psql(f"SELECT title, version FROM posts WHERE id = {post_id}") == "kept|1"
 
 
 async def test_the_list_pages_through_live_posts_newest_first(
