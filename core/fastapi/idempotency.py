@@ -26,6 +26,7 @@ from core.exceptions import (
     UnprocessableEntityException,
     invalid_field,
 )
+from core.fastapi.conditional import etag
 from core.fastapi.dependencies.rate_limit import request_address
 from core.helpers.cache import Cache
 from core.helpers.cache.base import CacheUnavailableError, bounded
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 REPLAY_SECONDS = 24 * 3600
 # How long a key stays in use when the process running its request dies before answering.
 RUNNING_SECONDS = 60
+# The headers of an answer a replay gives again.
+_KEPT = ("location", "etag")
 
 
 class IdempotencyKeyReusedException(UnprocessableEntityException):
@@ -81,7 +84,7 @@ class Idempotent:
         self, call: Callable[[], Awaitable[Any]], model: type[BaseModel], status_code: int
     ) -> Response:
         if self.key is None:
-            return _response(await call(), model, status_code)
+            return self._response(await call(), model, status_code)
         # Keyed: a plain hash of a body holding a password could be brute-forced from Redis.
         secret = config.JWT_SECRET_KEY.encode()
         payload = _canonical(await self.request.body())
@@ -117,11 +120,14 @@ class Idempotent:
             # Started before the route's work: the first batch flushed after the commit.
             records = commit_batch(f"idempotency:{name}", remember)
             assert records is not None  # inside the transaction
-            response = _response(await call(), model, status_code)
-            body = bytes(response.body).decode()
-            records.append(
-                orjson.dumps({"fingerprint": fingerprint, "status": status_code, "body": body})
-            )
+            response = self._response(await call(), model, status_code)
+            record = {
+                "fingerprint": fingerprint,
+                "status": status_code,
+                "body": bytes(response.body).decode(),
+                "headers": {h: response.headers[h] for h in _KEPT if h in response.headers},
+            }
+            records.append(orjson.dumps(record))
             return response
 
         try:
@@ -132,6 +138,19 @@ class Idempotent:
                 await _forget(store)
             raise
 
+    def _response(self, value: Any, model: type[BaseModel], status_code: int) -> Response:
+        """The answer, with the new resource's `Location` on a 201 and its version's `ETag`."""
+        read = model.model_validate(value)
+        headers: dict[str, str] = {}
+        if status_code == 201 and (new_id := getattr(read, "id", None)) is not None:
+            # Relative, under the path posted to: one built from the Host header could point
+            # anywhere.
+            headers["Location"] = f"{self.request.url.path.rstrip('/')}/{new_id}"
+        if isinstance(version := getattr(read, "version", None), int):
+            headers["ETag"] = etag(version)
+        content = read.model_dump_json()
+        return Response(content, status_code, headers, media_type="application/json")
+
 
 def _canonical(body: bytes) -> bytes:
     """The body as sorted, compact JSON: a retry serialised by another client is the same."""
@@ -139,11 +158,6 @@ def _canonical(body: bytes) -> bytes:
         return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
     except orjson.JSONDecodeError:
         return body
-
-
-def _response(value: Any, model: type[BaseModel], status_code: int) -> Response:
-    content = model.model_validate(value).model_dump_json()
-    return Response(content, status_code=status_code, media_type="application/json")
 
 
 def _replay(stored: bytes | None, fingerprint: str) -> Response:
@@ -156,7 +170,7 @@ def _replay(stored: bytes | None, fingerprint: str) -> Response:
         record["body"],
         status_code=record["status"],
         media_type="application/json",
-        headers={"Idempotency-Replayed": "true"},
+        headers={**record.get("headers", {}), "Idempotency-Replayed": "true"},
     )
 
 

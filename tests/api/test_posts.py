@@ -54,6 +54,25 @@ async def test_an_author_writes_a_post_and_anyone_reads_it(
     assert read.json() == post
 
 
+async def test_a_new_post_s_answer_says_where_it_is_and_its_etag(client: AsyncClient) -> None:
+    author = await signed_up(client)
+    headers = {**author.headers, "Idempotency-Key": "located"}
+
+    created = await client.post(POSTS, json={"title": "t", "body": "b"}, headers=headers)
+    replayed = await client.post(POSTS, json={"title": "t", "body": "b"}, headers=headers)
+    found = await client.get(created.headers["location"])
+
+    assert created.status_code == 201
+    assert created.headers["location"] == f"{POSTS}/{created.json()['id']}"
+    assert (found.status_code, found.json()) == (200, created.json())
+    assert created.headers["etag"] == found.headers["etag"] == '"1"'
+    assert replayed.headers["idempotency-replayed"] == "true"
+    assert (replayed.headers["location"], replayed.headers["etag"]) == (
+        created.headers["location"],
+        created.headers["etag"],
+    )
+
+
 async def test_anonymous_writes_are_401(client: AsyncClient) -> None:
     author = await signed_up(client)
     post = await written(client, author)
