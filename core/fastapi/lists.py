@@ -215,8 +215,13 @@ class ListSpec:
         # The query string is validated here, not by FastAPI: FastAPI's work per declared
         # parameter cost a cached page more than the rest of its route.
         async def list_query(request: Request) -> ListQuery:
+            sent = request.query_params
+            if len(items := sent.multi_items()) != len(sent):
+                # dict() would keep the last one, and the client be answered for half its ask.
+                repeated = next(key for key in sent if len(sent.getlist(key)) > 1)
+                raise invalid_field(("query", repeated), "send this parameter once")
             try:
-                parameters = parameters_model.model_validate(dict(request.query_params))
+                parameters = parameters_model.model_validate(dict(items))
             except ValidationError as error:
                 raise RequestValidationError(
                     [{**e, "loc": ("query", *e["loc"])} for e in error.errors()]

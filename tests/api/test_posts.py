@@ -275,6 +275,8 @@ async def test_the_list_filters_and_sorts_by_the_declared_fields(
         {"author_id": "me"},
         {"page": 1, "cursor": "x"},
         {"limit": 101},
+        {"author_id": ["1", "2"]},  # sent twice: only one would be applied
+        {"limit": [1, 2]},
     ],
 )
 async def test_undeclared_list_parameters_are_422_naming_them(
