@@ -106,6 +106,11 @@ async def _custom(request: Request, exc: CustomException) -> Response:
 
 async def _validation(request: Request, exc: RequestValidationError) -> Response:
     found = exc.errors()
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and not _is_json(media_type) and any(e["loc"][:1] == ("body",) for e in found):
+        # A form or text body was read as something else: say which format to send instead.
+        detail = "The request body must be JSON (Content-Type: application/json)."
+        return problem_response(415, "UNSUPPORTED_MEDIA_TYPE", detail)
     # The first ones only: a body of many bad fields must not buy a far larger answer.
     errors = [
         {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
@@ -117,6 +122,12 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
     if len(found) > MAX_ERRORS:
         detail = f"The request is not valid; see errors (the first {MAX_ERRORS} of {len(found)})."
     return problem_response(422, "VALIDATION_ERROR", detail, errors=errors)
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def _malformed_json(errors: list[dict[str, Any]]) -> Response:

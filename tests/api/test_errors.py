@@ -11,7 +11,9 @@ from sqlalchemy import text
 
 from core.db import session
 from core.exceptions.handlers import install_exception_handlers
+from tests.servers import ServerStack
 
+USERS = "/api/v1/users"
 PROBLEM_KEYS = {"type", "title", "status", "detail", "error_code"}
 
 
@@ -50,6 +52,30 @@ async def test_a_body_of_many_bad_fields_gets_a_bounded_answer(client: AsyncClie
     assert len(response.json()["errors"]) == 50
     assert "the first 50 of" in response.json()["detail"]
     assert len(response.content) < 10_000
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"]
+)
+async def test_a_body_in_another_format_is_a_415(
+    client: AsyncClient, stack: ServerStack, content_type: str
+) -> None:
+    # What `curl -d` sends unless told otherwise.
+    body = b'{"email": "form@example.com", "password": "long enough password"}'
+
+    response = await client.post(USERS, content=body, headers={"content-type": content_type})
+
+    assert response.status_code == 415
+    assert_problem(415, response.json(), response.headers["content-type"])
+    assert response.json()["error_code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert stack.primary.psql("SELECT count(*) FROM users WHERE email = 'form@example.com'") == "0"
+
+
+async def test_json_under_its_structured_names_is_read_as_json(client: AsyncClient) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        response = await client.post(USERS, content=b"{}", headers={"content-type": content_type})
+        assert response.status_code == 422  # read, and found to lack its fields
+        assert response.json()["error_code"] == "VALIDATION_ERROR"
 
 
 async def test_wrong_method_is_a_problem_405_with_allow(client: AsyncClient) -> None:
