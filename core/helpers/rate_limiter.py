@@ -132,11 +132,22 @@ class RateLimiter:
         # Stamps are in order: drop the expired ones in one slice, not one by one.
         return stamps[bisect_right(stamps, now - window) :]
 
-    async def _add_here(self, key: str, window: int, now: int, stamp: int) -> array[int]:
+    async def _store(self, key: str, stamps: array[int], window: int) -> None:
+        if stamps:
+            await self.record.set(key, stamps.tobytes(), window / 1_000_000)
+        else:
+            await self.record.delete(key)
+
+    async def _add_here(self, key: str, window: int, now: int) -> array[int]:
+        """Add the stamp `now` to `key`'s stamps in the window; those stamps."""
         stamps = await self._window_here(key, window, now)
-        insort(stamps, stamp)  # a call that began earlier may end later
-        await self.record.set(key, stamps.tobytes(), window / 1_000_000)
+        insort(stamps, now)  # a call that began earlier may end later
+        await self._store(key, stamps, window)
         return stamps
+
+    async def _drop_here(self, key: str, window: int, gone: array[int] | list[int]) -> None:
+        stamps = await self._window_here(key, window, self._now())
+        await self._store(key, array("q", [s for s in stamps if s not in gone]), window)
 
     async def _count_here(
         self, key: str, limit: int, window: int, count: bool, now: int
@@ -146,11 +157,11 @@ class RateLimiter:
         stamps = await self._window_here(key, window, now)
         allowed, stamp = len(stamps) < limit, 0
         if allowed and count:
-            stamps = await self._add_here(key, window, now, now)
+            stamps = await self._add_here(key, window, now)
             stamp = now
             if isinstance(Cache.backend, RedisBackend):
                 # Kept apart too, for Redis to hear when it answers: else the hit is free again.
-                await self._add_here(_UNHEARD + key, window, now, now)
+                await self._add_here(_UNHEARD + key, window, now)
         return allowed, len(stamps), stamps[0] + window - now if stamps else 0, stamp
 
     async def _follow(self, key: str, window: int, hits: int, counted: bool) -> int:
@@ -165,19 +176,9 @@ class RateLimiter:
             stamp = now
         elif len(stamps) <= hits:
             return 0  # nothing to add or drop: no write
-        if kept := stamps[len(stamps) - min(hits, len(stamps)) :]:
-            await self.record.set(key, kept.tobytes(), window / 1_000_000)
-        else:
-            await self.record.delete(key)
+        kept = stamps[len(stamps) - min(hits, len(stamps)) :]
+        await self._store(key, kept, window)
         return stamp if kept else 0  # the newest stamp is kept whenever any is
-
-    async def _forget_heard(self, key: str, window: int, heard: array[int]) -> None:
-        # Only those Redis heard: a call that failed meanwhile may have added its own.
-        left = [s for s in await self._window_here(key, window, self._now()) if s not in heard]
-        if left:
-            await self.record.set(key, array("q", left).tobytes(), window / 1_000_000)
-        else:
-            await self.record.delete(key)
 
     async def _count(self, item: RateLimitItem, identifiers: tuple[str, ...], count: bool) -> Hit:
         key, window, now = _key(item, identifiers), item.get_expiry() * 1_000_000, self._now()
@@ -196,7 +197,8 @@ class RateLimiter:
             counted = counted.decode() if isinstance(counted, bytes) else counted
             stamp = await self._follow(key, window, hits, bool(counted))
             if unheard:
-                await self._forget_heard(_UNHEARD + key, window, unheard)
+                # Only those Redis heard: a call that failed meanwhile may have added its own.
+                await self._drop_here(_UNHEARD + key, window, unheard)
         else:
             allowed, hits, reset, stamp = await self._count_here(
                 key, item.amount, window, count, now
@@ -226,10 +228,7 @@ class RateLimiter:
             await self._shared(lambda redis: redis.zrem(hit.key, hit.counted))
         if hit.stamp:
             for key in (hit.key, _UNHEARD + hit.key):
-                stamps = array("q", await self.record.get(key) or b"")
-                if hit.stamp in stamps:
-                    stamps.remove(hit.stamp)
-                    await self.record.set(key, stamps.tobytes(), item.get_expiry())
+                await self._drop_here(key, item.get_expiry() * 1_000_000, [hit.stamp])
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         key = _key(item, identifiers)
